@@ -1,0 +1,1576 @@
+//! The comparison engine: one exchange in, typed differences out.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
+use similar::{Algorithm, DiffTag, capture_diff_slices};
+
+use crate::labels::{Label, label_pair};
+use crate::normalize::KeySpec;
+use crate::pointer::{Seg, escape_into, write_pointer};
+use crate::redact::Redactor;
+use crate::route::generalize_path;
+use crate::rules::{ArrayMode, CompareRules, Limits, RuleSet};
+use crate::text::{cap, diff_text};
+use crate::value::{Fnv, canonical_hash, num_eq, strict_eq, type_name};
+
+/// One HTTP response, borrowed.
+#[derive(Debug, Clone, Copy)]
+pub struct Response<'a> {
+    /// Status code.
+    pub status: u16,
+    /// Headers in wire order; names in any case; repeated names allowed.
+    pub headers: &'a [(&'a str, &'a [u8])],
+    /// The whole body.
+    pub body: &'a [u8],
+}
+
+/// One request and the two answers to it.
+#[derive(Debug, Clone, Copy)]
+pub struct Exchange<'a> {
+    /// Request method.
+    pub method: &'a str,
+    /// Concrete request path (a query is allowed and ignored for grouping).
+    pub path: &'a str,
+    /// Request body (not used by the comparison today; carried for rules that may need it).
+    pub request_body: &'a [u8],
+    /// The primary's answer.
+    pub primary: Response<'a>,
+    /// The candidate's answer (or the secondary primary's, when learning noise).
+    pub candidate: Response<'a>,
+}
+
+/// What kind of difference.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Kind {
+    /// Status codes differ (path `/status`).
+    Status,
+    /// A compared header differs or is absent on one side (path `/headers/<lower-name>`).
+    Header,
+    /// Present in the primary only (`candidate` is null).
+    Missing,
+    /// Present in the candidate only (`primary` is null).
+    Extra,
+    /// Different JSON types (`"42000"` vs `42000`, JSON vs text).
+    Type,
+    /// Same type, different value.
+    Value,
+    /// An array holds the same elements in a different order.
+    Order,
+    /// Bodies too large or binary: compared by length and digest only.
+    Size,
+    /// Non-JSON bodies differ by lines.
+    Text,
+}
+
+impl Kind {
+    /// The kebab-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Status => "status",
+            Kind::Header => "header",
+            Kind::Missing => "missing",
+            Kind::Extra => "extra",
+            Kind::Type => "type",
+            Kind::Value => "value",
+            Kind::Order => "order",
+            Kind::Size => "size",
+            Kind::Text => "text",
+        }
+    }
+}
+
+/// How a difference counts. Noise and ignored differences are kept and counted as such —
+/// never as matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Class {
+    /// A real discrepancy.
+    Regression,
+    /// Non-determinism: configured noise, a noise label, or learned from a second primary.
+    Noise,
+    /// A configured ignore rule covers it.
+    Ignored,
+}
+
+/// Groups alike differences: a stable FNV-1a hash of method, route template, the path with
+/// array indices generalized to `*`, and the kind. Serialized as 16 hex digits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Signature(pub u64);
+
+impl fmt::Display for Signature {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
+impl Serialize for Signature {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Signature {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        u64::from_str_radix(&text, 16)
+            .map(Signature)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// One difference.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Difference {
+    /// JSON Pointer into the normalized primary body (`""` = the whole body), or
+    /// `/headers/<lower-name>`, or `/status`. Extras in arrays use the candidate's index.
+    pub path: String,
+    /// What differs.
+    pub kind: Kind,
+    /// The primary's value (redacted), null when absent.
+    pub primary: Value,
+    /// The candidate's value (redacted), null when absent.
+    pub candidate: Value,
+    /// How it counts.
+    pub class: Class,
+    /// What the values look like, if generated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<Label>,
+    /// Groups alike differences.
+    pub signature: Signature,
+    /// `path` with array indices as `*` (what the signature hashes).
+    pub pattern: String,
+    /// Extra context: the key of a keyed array element (`client_order_id="web-1"`), a unified
+    /// text diff, or why a body was compared by size only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// The worst class present in a comparison.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    /// No differences at all.
+    Match,
+    /// Only ignored differences.
+    Ignored,
+    /// Noise (and maybe ignored) differences, no regression.
+    Noise,
+    /// At least one regression.
+    Regression,
+}
+
+/// The result of comparing one exchange.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Comparison {
+    /// Request method (upper-case).
+    pub method: String,
+    /// Route template grouping the request.
+    pub route: String,
+    /// Differences in a stable order: status, headers, then the body walk.
+    pub differences: Vec<Difference>,
+    /// More than `limits.max_differences` were found; the rest were not reported.
+    pub truncated: bool,
+}
+
+impl Comparison {
+    /// Empties the comparison, keeping its allocations.
+    pub fn clear(&mut self) {
+        self.method.clear();
+        self.route.clear();
+        self.differences.clear();
+        self.truncated = false;
+    }
+
+    /// How many differences have this class.
+    pub fn count(&self, class: Class) -> usize {
+        self.differences.iter().filter(|d| d.class == class).count()
+    }
+
+    /// The worst class present.
+    pub fn outcome(&self) -> Outcome {
+        let has = |c: Class| self.differences.iter().any(|d| d.class == c);
+        if has(Class::Regression) {
+            Outcome::Regression
+        } else if has(Class::Noise) {
+            Outcome::Noise
+        } else if has(Class::Ignored) {
+            Outcome::Ignored
+        } else {
+            Outcome::Match
+        }
+    }
+
+    /// The regressions.
+    pub fn regressions(&self) -> impl Iterator<Item = &Difference> {
+        self.differences
+            .iter()
+            .filter(|d| d.class == Class::Regression)
+    }
+}
+
+/// Compares one exchange (allocating a fresh [`Comparer`]; prefer a reused one on hot paths).
+pub fn compare(rules: &RuleSet, exchange: &Exchange<'_>) -> Comparison {
+    let mut out = Comparison::default();
+    Comparer::new().compare(rules, exchange, &mut out);
+    out
+}
+
+/// Reusable comparison state: one per worker, so the hot path keeps its buffers.
+#[derive(Debug, Default)]
+pub struct Comparer {
+    path: String,
+    pattern: String,
+}
+
+impl Comparer {
+    /// A comparer with empty buffers.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Compares `exchange` under `rules` into `out` (cleared first).
+    pub fn compare(&mut self, rules: &RuleSet, exchange: &Exchange<'_>, out: &mut Comparison) {
+        out.clear();
+        out.method
+            .extend(exchange.method.chars().map(|c| c.to_ascii_uppercase()));
+        let route = rules.route_for(exchange.method, exchange.path);
+        match route.rule {
+            Some(rule) => out.route.push_str(rule.template().as_str()),
+            None => generalize_path(exchange.path, &mut out.route),
+        }
+        let mut sig = Fnv::new();
+        sig.write(out.method.as_bytes())
+            .sep()
+            .write(out.route.as_bytes())
+            .sep();
+        let mut sink = Sink {
+            rules: route.compare,
+            redactor: rules.redactor(),
+            limits: rules.limits(),
+            sig_base: sig,
+            diffs: &mut out.differences,
+            truncated: false,
+            path: &mut self.path,
+            pattern: &mut self.pattern,
+        };
+        sink.status(exchange.primary.status, exchange.candidate.status);
+        sink.headers(exchange.primary.headers, exchange.candidate.headers);
+        sink.body(exchange.primary.body, exchange.candidate.body);
+        out.truncated = sink.truncated;
+    }
+}
+
+/// Where differences go: classifies, labels, redacts and signs each one.
+struct Sink<'r, 'o> {
+    rules: &'r CompareRules,
+    redactor: &'r Redactor,
+    limits: &'r Limits,
+    sig_base: Fnv,
+    diffs: &'o mut Vec<Difference>,
+    truncated: bool,
+    path: &'o mut String,
+    pattern: &'o mut String,
+}
+
+/// A parsed body.
+enum Body<'b> {
+    Empty,
+    Json(Value),
+    Text(&'b str),
+    Binary(&'b [u8]),
+}
+
+fn parse_body(bytes: &[u8]) -> Body<'_> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Body::Empty;
+    }
+    if let Ok(v) = serde_json::from_slice::<Value>(bytes) {
+        return Body::Json(v);
+    }
+    match std::str::from_utf8(bytes) {
+        Ok(text) => Body::Text(text),
+        Err(_) => Body::Binary(bytes),
+    }
+}
+
+fn size_value(bytes: &[u8]) -> Value {
+    let digest = Sha256::digest(bytes);
+    json!({"bytes": bytes.len(), "sha256": hex::encode(&digest[..4])})
+}
+
+/// Header values joined in wire order (`a, b` for a repeated header); `None` when absent.
+fn header_value(headers: &[(&str, &[u8])], name: &str) -> Option<String> {
+    let mut out: Option<String> = None;
+    for (n, v) in headers {
+        if n.trim().eq_ignore_ascii_case(name) {
+            let text = String::from_utf8_lossy(v);
+            match &mut out {
+                Some(s) => {
+                    s.push_str(", ");
+                    s.push_str(text.trim());
+                }
+                None => out = Some(text.trim().to_owned()),
+            }
+        }
+    }
+    out
+}
+
+impl Sink<'_, '_> {
+    fn room(&mut self) -> bool {
+        if self.diffs.len() >= self.limits.max_differences {
+            self.truncated = true;
+            false
+        } else {
+            true
+        }
+    }
+
+    fn signature(&self, pattern: &str, kind: Kind) -> Signature {
+        let mut h = self.sig_base;
+        h.write(pattern.as_bytes())
+            .sep()
+            .write(kind.as_str().as_bytes());
+        Signature(h.finish())
+    }
+
+    /// Pushes a difference whose path and pattern are in `self.path` / `self.pattern`.
+    fn push(
+        &mut self,
+        kind: Kind,
+        class: Class,
+        label: Option<Label>,
+        primary: Value,
+        candidate: Value,
+        detail: Option<String>,
+    ) {
+        let signature = self.signature(self.pattern, kind);
+        self.diffs.push(Difference {
+            path: self.path.clone(),
+            kind,
+            primary,
+            candidate,
+            class,
+            label,
+            signature,
+            pattern: self.pattern.clone(),
+            detail,
+        });
+    }
+
+    fn status(&mut self, p: u16, c: u16) {
+        if !self.rules.compare_status || p == c || !self.room() {
+            return;
+        }
+        self.path.clear();
+        self.path.push_str("/status");
+        self.pattern.clear();
+        self.pattern.push_str("/status");
+        self.push(
+            Kind::Status,
+            Class::Regression,
+            None,
+            json!(p),
+            json!(c),
+            None,
+        );
+    }
+
+    fn headers(&mut self, p: &[(&str, &[u8])], c: &[(&str, &[u8])]) {
+        let rules = self.rules;
+        for name in &rules.headers {
+            let pv = header_value(p, name);
+            let cv = header_value(c, name);
+            if pv == cv {
+                continue;
+            }
+            if !self.room() {
+                return;
+            }
+            let class = if rules.ignore_headers.iter().any(|h| h == name) {
+                Class::Ignored
+            } else {
+                Class::Regression
+            };
+            let label = match (&pv, &cv) {
+                (Some(a), Some(b)) if rules.labels => match (a.parse::<i64>(), b.parse::<i64>()) {
+                    (Ok(x), Ok(y)) => label_pair(Some(name), &json!(x), &json!(y)),
+                    _ => label_pair(
+                        Some(name),
+                        &Value::String(a.clone()),
+                        &Value::String(b.clone()),
+                    ),
+                },
+                _ => None,
+            };
+            let class = self.label_class(class, label);
+            let redact = |v: Option<String>| match v {
+                None => Value::Null,
+                Some(s) => Value::String(
+                    self.redactor
+                        .redact_header_value(name, s.as_bytes())
+                        .unwrap_or(s),
+                ),
+            };
+            let (pj, cj) = (redact(pv), redact(cv));
+            self.path.clear();
+            self.path.push_str("/headers/");
+            escape_into(self.path, name);
+            self.pattern.clear();
+            self.pattern.push_str(self.path);
+            self.push(Kind::Header, class, label, pj, cj, None);
+        }
+    }
+
+    fn label_class(&self, class: Class, label: Option<Label>) -> Class {
+        match label {
+            Some(l) if class == Class::Regression && self.rules.noise_labels.contains(&l) => {
+                Class::Noise
+            }
+            _ => class,
+        }
+    }
+
+    fn body_class(&self, path: &[Seg<'_>]) -> Class {
+        if self.rules.ignore.iter().any(|p| p.matches_prefix(path)) {
+            Class::Ignored
+        } else if self.rules.noise.iter().any(|p| p.matches_prefix(path)) {
+            Class::Noise
+        } else {
+            Class::Regression
+        }
+    }
+
+    /// A difference inside a JSON body (or at its root).
+    fn at(
+        &mut self,
+        path: &[Seg<'_>],
+        kind: Kind,
+        p: Option<&Value>,
+        c: Option<&Value>,
+        detail: Option<String>,
+    ) {
+        if !self.room() {
+            return;
+        }
+        let class = self.body_class(path);
+        let label = match (kind, p, c) {
+            (Kind::Value, Some(p), Some(c)) if self.rules.labels => {
+                label_pair(last_key(path), p, c)
+            }
+            _ => None,
+        };
+        let class = self.label_class(class, label);
+        let secret = path
+            .iter()
+            .any(|s| matches!(s, Seg::Key(k) if self.redactor.is_secret_field(k)));
+        let prepare = |v: Option<&Value>| {
+            let mut v = v.cloned().unwrap_or(Value::Null);
+            if secret {
+                self.redactor.tokenize(&mut v);
+            } else {
+                self.redactor.redact_value(&mut v);
+            }
+            v
+        };
+        let (pv, cv) = (prepare(p), prepare(c));
+        write_pointer(self.path, path, false);
+        write_pointer(self.pattern, path, true);
+        self.push(kind, class, label, pv, cv, detail);
+    }
+
+    /// A whole-body difference that is not a JSON walk (text, size, JSON vs text).
+    fn whole(&mut self, kind: Kind, p: Value, c: Value, detail: Option<String>) {
+        if !self.room() {
+            return;
+        }
+        let class = self.body_class(&[]);
+        self.path.clear();
+        self.pattern.clear();
+        self.push(kind, class, None, p, c, detail);
+    }
+
+    fn excerpt(&self, text: &str) -> Value {
+        Value::String(
+            self.redactor
+                .redact_text(cap(text, self.limits.max_excerpt_bytes))
+                .into_owned(),
+        )
+    }
+
+    fn side_value(&self, body: &Body<'_>) -> Value {
+        match body {
+            Body::Empty => Value::Null,
+            Body::Json(v) => {
+                let mut v = v.clone();
+                self.redactor.redact_value(&mut v);
+                v
+            }
+            Body::Text(t) => self.excerpt(t),
+            Body::Binary(b) => size_value(b),
+        }
+    }
+
+    fn body(&mut self, pb: &[u8], cb: &[u8]) {
+        let rules = self.rules;
+        if rules.symmetric && pb == cb {
+            // Identical bytes normalize identically, so they cannot differ.
+            return;
+        }
+        let max = self.limits.max_body_bytes;
+        if pb.len() > max || cb.len() > max {
+            if pb != cb {
+                let detail = format!("a body is over {max} bytes; compared by length and digest");
+                self.whole(Kind::Size, size_value(pb), size_value(cb), Some(detail));
+            }
+            return;
+        }
+        let mut p = parse_body(pb);
+        let mut c = parse_body(cb);
+        if let Body::Json(v) = &mut p {
+            rules.primary.apply(v);
+        }
+        if let Body::Json(v) = &mut c {
+            rules.candidate.apply(v);
+        }
+        match (&p, &c) {
+            (Body::Json(pv), Body::Json(cv)) => {
+                let mut walk = Walk {
+                    sink: self,
+                    stack: Vec::with_capacity(16),
+                    notes: Vec::new(),
+                };
+                walk.value(pv, cv);
+            }
+            (Body::Empty, Body::Empty) => {}
+            (Body::Json(_), Body::Empty) => {
+                let v = self.side_value(&p);
+                self.whole(Kind::Missing, v, Value::Null, None);
+            }
+            (Body::Empty, Body::Json(_)) => {
+                let v = self.side_value(&c);
+                self.whole(Kind::Extra, Value::Null, v, None);
+            }
+            (Body::Json(_), _) | (_, Body::Json(_)) => {
+                let (pv, cv) = (self.side_value(&p), self.side_value(&c));
+                let detail = format!(
+                    "primary body is {}, candidate body is {}",
+                    describe(&p),
+                    describe(&c)
+                );
+                self.whole(Kind::Type, pv, cv, Some(detail));
+            }
+            (Body::Binary(_), _) | (_, Body::Binary(_)) => {
+                if pb != cb {
+                    let detail = "binary body; compared by length and digest".to_owned();
+                    self.whole(Kind::Size, size_value(pb), size_value(cb), Some(detail));
+                }
+            }
+            (Body::Text(_) | Body::Empty, Body::Text(_) | Body::Empty) => {
+                let pt = if let Body::Text(t) = p { t } else { "" };
+                let ct = if let Body::Text(t) = c { t } else { "" };
+                match diff_text(pt, ct, self.limits) {
+                    Some(out) => {
+                        let removed = self.excerpt(&out.removed);
+                        let added = self.excerpt(&out.added);
+                        let unified = self.redactor.redact_text(&out.unified).into_owned();
+                        self.whole(Kind::Text, removed, added, Some(unified));
+                    }
+                    None if pt != ct => {
+                        let detail = format!(
+                            "the first {} bytes are equal; compared by length and digest after that",
+                            self.limits.max_text_bytes
+                        );
+                        self.whole(Kind::Size, size_value(pb), size_value(cb), Some(detail));
+                    }
+                    None => {}
+                }
+            }
+        }
+    }
+}
+
+fn describe(body: &Body<'_>) -> String {
+    match body {
+        Body::Empty => "empty".to_owned(),
+        Body::Json(v) => format!("JSON {}", type_name(v)),
+        Body::Text(_) => "text".to_owned(),
+        Body::Binary(_) => "binary".to_owned(),
+    }
+}
+
+/// The nearest object key on the path (`/ids/3` → `ids`).
+fn last_key<'p>(path: &[Seg<'p>]) -> Option<&'p str> {
+    path.iter().rev().find_map(|s| match *s {
+        Seg::Key(k) => Some(k),
+        Seg::Index(_) => None,
+    })
+}
+
+/// The note added to differences inside a keyed array element.
+struct Note<'v> {
+    key: &'v KeySpec,
+    value: &'v Value,
+}
+
+/// The recursive walk over two normalized JSON values.
+struct Walk<'s, 'r, 'o, 'v> {
+    sink: &'s mut Sink<'r, 'o>,
+    stack: Vec<Seg<'v>>,
+    notes: Vec<Note<'v>>,
+}
+
+/// Orders with fewer elements are listed whole; longer ones are cut here.
+const MAX_ORDER_LIST: usize = 64;
+
+impl<'r: 'v, 'v> Walk<'_, 'r, '_, 'v> {
+    fn full(&self) -> bool {
+        self.sink.truncated
+    }
+
+    fn emit(&mut self, kind: Kind, p: Option<&Value>, c: Option<&Value>) {
+        let detail = self.detail();
+        self.sink.at(&self.stack, kind, p, c, detail);
+    }
+
+    fn detail(&self) -> Option<String> {
+        if self.notes.is_empty() {
+            return None;
+        }
+        let mut out = String::new();
+        for note in &self.notes {
+            if !out.is_empty() {
+                out.push_str(", ");
+            }
+            out.push_str(note.key.as_str());
+            out.push('=');
+            let mut v = note.value.clone();
+            let field = match note.key {
+                KeySpec::Field(f) => f.as_str(),
+                KeySpec::Pointer(p) => p.segments().last().map_or("", String::as_str),
+            };
+            if self.sink.redactor.is_secret_field(field) {
+                self.sink.redactor.tokenize(&mut v);
+            }
+            out.push_str(&v.to_string());
+        }
+        Some(out)
+    }
+
+    fn value(&mut self, p: &'v Value, c: &'v Value) {
+        if self.full() {
+            return;
+        }
+        match (p, c) {
+            (Value::Object(a), Value::Object(b)) => self.object(a, b),
+            (Value::Array(a), Value::Array(b)) => self.array(a, b),
+            (Value::Number(x), Value::Number(y)) => {
+                if num_eq(x, y) {
+                    return;
+                }
+                let rules = self.sink.rules;
+                if rules.has_tolerance() {
+                    let tol = rules.tolerance_for(&self.stack);
+                    if let (Some(a), Some(b)) = (x.as_f64(), y.as_f64())
+                        && tol.accepts(a, b)
+                    {
+                        return;
+                    }
+                }
+                self.emit(Kind::Value, Some(p), Some(c));
+            }
+            (Value::String(x), Value::String(y)) => {
+                if x != y {
+                    self.emit(Kind::Value, Some(p), Some(c));
+                }
+            }
+            (Value::Bool(x), Value::Bool(y)) => {
+                if x != y {
+                    self.emit(Kind::Value, Some(p), Some(c));
+                }
+            }
+            (Value::Null, Value::Null) => {}
+            _ => self.emit(Kind::Type, Some(p), Some(c)),
+        }
+    }
+
+    fn object(&mut self, a: &'v Map<String, Value>, b: &'v Map<String, Value>) {
+        for (k, pv) in a {
+            if self.full() {
+                return;
+            }
+            self.stack.push(Seg::Key(k));
+            match b.get(k) {
+                Some(cv) => self.value(pv, cv),
+                None => self.emit(Kind::Missing, Some(pv), None),
+            }
+            self.stack.pop();
+        }
+        for (k, cv) in b {
+            if self.full() {
+                return;
+            }
+            if !a.contains_key(k) {
+                self.stack.push(Seg::Key(k));
+                self.emit(Kind::Extra, None, Some(cv));
+                self.stack.pop();
+            }
+        }
+    }
+
+    fn at_index(&mut self, i: usize, f: impl FnOnce(&mut Self)) {
+        self.stack.push(Seg::Index(i));
+        f(self);
+        self.stack.pop();
+    }
+
+    fn array(&mut self, a: &'v [Value], b: &'v [Value]) {
+        let rules = self.sink.rules;
+        match rules.array_mode(&self.stack) {
+            ArrayMode::Positional => self.positional(a, b),
+            ArrayMode::Keyed(key) => self.keyed(a, b, key),
+            ArrayMode::Unordered => self.unordered(a, b),
+        }
+    }
+
+    fn positional(&mut self, a: &'v [Value], b: &'v [Value]) {
+        if a.len() == b.len() && a.iter().zip(b).all(|(x, y)| strict_eq(x, y)) {
+            return;
+        }
+        let ha: Vec<u64> = a.iter().map(canonical_hash).collect();
+        let hb: Vec<u64> = b.iter().map(canonical_hash).collect();
+        if ha == hb {
+            // Equal hashes yet not strictly equal: tolerance or a hash collision; pair up.
+            for (i, (x, y)) in a.iter().zip(b).enumerate() {
+                self.at_index(i, |w| w.value(x, y));
+            }
+            return;
+        }
+        if ha.len() == hb.len() {
+            let mut sa = ha.clone();
+            let mut sb = hb.clone();
+            sa.sort_unstable();
+            sb.sort_unstable();
+            if sa == sb {
+                self.order(&ha, &hb);
+                return;
+            }
+        }
+        for op in capture_diff_slices(Algorithm::Myers, &ha, &hb) {
+            if self.full() {
+                return;
+            }
+            let (tag, old, new) = op.as_tag_tuple();
+            match tag {
+                DiffTag::Equal => {
+                    for (i, j) in old.zip(new) {
+                        if !strict_eq(&a[i], &b[j]) {
+                            self.at_index(i, |w| w.value(&a[i], &b[j]));
+                        }
+                    }
+                }
+                DiffTag::Delete => {
+                    for i in old {
+                        self.at_index(i, |w| w.emit(Kind::Missing, Some(&a[i]), None));
+                    }
+                }
+                DiffTag::Insert => {
+                    for j in new {
+                        self.at_index(j, |w| w.emit(Kind::Extra, None, Some(&b[j])));
+                    }
+                }
+                DiffTag::Replace => {
+                    let paired = old.len().min(new.len());
+                    for (i, j) in old.clone().zip(new.clone()) {
+                        self.at_index(i, |w| w.value(&a[i], &b[j]));
+                    }
+                    for i in old.skip(paired) {
+                        self.at_index(i, |w| w.emit(Kind::Missing, Some(&a[i]), None));
+                    }
+                    for j in new.skip(paired) {
+                        self.at_index(j, |w| w.emit(Kind::Extra, None, Some(&b[j])));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Same elements, other order: one `order` difference at the array. `primary` lists the
+    /// primary indices `[0, 1, …]`; `candidate` lists, per candidate position, which primary
+    /// element sits there.
+    fn order(&mut self, ha: &[u64], hb: &[u64]) {
+        let mut used = vec![false; ha.len()];
+        let mut perm = Vec::with_capacity(hb.len().min(MAX_ORDER_LIST));
+        for h in hb.iter().take(MAX_ORDER_LIST) {
+            let i = (0..ha.len()).find(|&i| !used[i] && ha[i] == *h);
+            if let Some(i) = i {
+                used[i] = true;
+            }
+            perm.push(i.map_or(Value::Null, |i| json!(i)));
+        }
+        let primary: Vec<Value> = (0..ha.len().min(MAX_ORDER_LIST))
+            .map(|i| json!(i))
+            .collect();
+        let detail = self.detail();
+        if self.sink.room() {
+            // Indices are not secrets; bypass value redaction but keep classification.
+            let class = self.sink.body_class(&self.stack);
+            write_pointer(self.sink.path, &self.stack, false);
+            write_pointer(self.sink.pattern, &self.stack, true);
+            self.sink.push(
+                Kind::Order,
+                class,
+                None,
+                Value::Array(primary),
+                Value::Array(perm),
+                detail,
+            );
+        }
+    }
+
+    fn keyed(&mut self, a: &'v [Value], b: &'v [Value], key: &'v KeySpec) {
+        let ka: Vec<Option<(u64, &'v Value)>> = a
+            .iter()
+            .map(|e| key.get(e).map(|k| (canonical_hash(k), k)))
+            .collect();
+        let kb: Vec<Option<(u64, &'v Value)>> = b
+            .iter()
+            .map(|e| key.get(e).map(|k| (canonical_hash(k), k)))
+            .collect();
+        let mut index: Vec<(u64, usize)> = kb
+            .iter()
+            .enumerate()
+            .filter_map(|(j, k)| k.map(|(h, _)| (h, j)))
+            .collect();
+        index.sort_unstable();
+        let mut used = vec![false; b.len()];
+        let mut keyless_a = Vec::new();
+        for (i, pe) in a.iter().enumerate() {
+            if self.full() {
+                return;
+            }
+            let Some((h, kv)) = ka[i] else {
+                keyless_a.push(i);
+                continue;
+            };
+            let start = index.partition_point(|&(x, _)| x < h);
+            let found = index[start..]
+                .iter()
+                .take_while(|&&(x, _)| x == h)
+                .map(|&(_, j)| j)
+                .find(|&j| !used[j] && kb[j].is_some_and(|(_, k)| strict_eq(k, kv)));
+            self.notes.push(Note { key, value: kv });
+            match found {
+                Some(j) => {
+                    used[j] = true;
+                    self.at_index(i, |w| w.value(pe, &b[j]));
+                }
+                None => self.at_index(i, |w| w.emit(Kind::Missing, Some(pe), None)),
+            }
+            self.notes.pop();
+        }
+        // Elements without the key are compared in order among themselves.
+        let keyless_b: Vec<usize> = (0..b.len()).filter(|&j| kb[j].is_none()).collect();
+        for (n, &i) in keyless_a.iter().enumerate() {
+            match keyless_b.get(n) {
+                Some(&j) => self.at_index(i, |w| w.value(&a[i], &b[j])),
+                None => self.at_index(i, |w| w.emit(Kind::Missing, Some(&a[i]), None)),
+            }
+        }
+        for &j in keyless_b.iter().skip(keyless_a.len()) {
+            self.at_index(j, |w| w.emit(Kind::Extra, None, Some(&b[j])));
+        }
+        for (j, ce) in b.iter().enumerate() {
+            if self.full() {
+                return;
+            }
+            if let (false, Some((_, kv))) = (used[j], kb[j]) {
+                self.notes.push(Note { key, value: kv });
+                self.at_index(j, |w| w.emit(Kind::Extra, None, Some(ce)));
+                self.notes.pop();
+            }
+        }
+    }
+
+    fn unordered(&mut self, a: &'v [Value], b: &'v [Value]) {
+        let mut index: Vec<(u64, usize)> = b
+            .iter()
+            .enumerate()
+            .map(|(j, e)| (canonical_hash(e), j))
+            .collect();
+        index.sort_unstable();
+        let mut used = vec![false; b.len()];
+        for (i, pe) in a.iter().enumerate() {
+            if self.full() {
+                return;
+            }
+            let h = canonical_hash(pe);
+            let start = index.partition_point(|&(x, _)| x < h);
+            let found = index[start..]
+                .iter()
+                .take_while(|&&(x, _)| x == h)
+                .map(|&(_, j)| j)
+                .find(|&j| !used[j] && strict_eq(pe, &b[j]));
+            match found {
+                Some(j) => used[j] = true,
+                None => self.at_index(i, |w| w.emit(Kind::Missing, Some(pe), None)),
+            }
+        }
+        for (j, ce) in b.iter().enumerate() {
+            if !used[j] {
+                self.at_index(j, |w| w.emit(Kind::Extra, None, Some(ce)));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::redact::redaction_token;
+    use crate::rules::RawRuleSet;
+    use serde_json::json;
+
+    const JSON: &[(&str, &[u8])] = &[("Content-Type", b"application/json")];
+
+    fn rules(v: Value) -> RuleSet {
+        let raw: RawRuleSet = serde_json::from_value(v).unwrap();
+        RuleSet::validate(raw).unwrap()
+    }
+
+    fn run_on(rules: &RuleSet, method: &str, path: &str, p: &str, c: &str) -> Comparison {
+        let ex = Exchange {
+            method,
+            path,
+            request_body: b"",
+            primary: Response {
+                status: 200,
+                headers: JSON,
+                body: p.as_bytes(),
+            },
+            candidate: Response {
+                status: 200,
+                headers: JSON,
+                body: c.as_bytes(),
+            },
+        };
+        compare(rules, &ex)
+    }
+
+    fn run(rules: &RuleSet, p: Value, c: Value) -> Comparison {
+        run_on(rules, "GET", "/x", &p.to_string(), &c.to_string())
+    }
+
+    fn kinds(c: &Comparison) -> Vec<(String, Kind)> {
+        c.differences
+            .iter()
+            .map(|d| (d.path.clone(), d.kind))
+            .collect()
+    }
+
+    #[test]
+    fn numbers_compare_by_value_and_types_differ() {
+        let r = RuleSet::default();
+        assert!(
+            run(
+                &r,
+                json!({"p": 42000, "q": [1, 2.5]}),
+                json!({"p": 42000.0, "q": [1.0, 2.5]})
+            )
+            .differences
+            .is_empty()
+        );
+        let c = run(
+            &r,
+            json!({"p": 42000, "s": "a", "b": true, "n": null}),
+            json!({"p": "42000", "s": "b", "b": false, "n": 0}),
+        );
+        assert_eq!(
+            kinds(&c),
+            vec![
+                ("/b".into(), Kind::Value),
+                ("/n".into(), Kind::Type),
+                ("/p".into(), Kind::Type),
+                ("/s".into(), Kind::Value)
+            ]
+        );
+        let p = c.differences.iter().find(|d| d.path == "/p").unwrap();
+        assert_eq!((&p.primary, &p.candidate), (&json!(42000), &json!("42000")));
+        assert_eq!(c.outcome(), Outcome::Regression);
+    }
+
+    #[test]
+    fn tolerances_absolute_relative_and_per_path() {
+        let r = rules(
+            json!({"defaults": {"tolerance": {"abs": 0.01}, "tolerances": [{"path": "/price", "rel": 0.001}]}}),
+        );
+        let c = run(
+            &r,
+            json!({"qty": 1.0, "price": 42000.0, "fee": 1.0}),
+            json!({"qty": 1.005, "price": 42040.0, "fee": 1.02}),
+        );
+        assert_eq!(kinds(&c), vec![("/fee".into(), Kind::Value)]);
+        let c = run(&r, json!({"price": 42000.0}), json!({"price": 42050.0}));
+        assert_eq!(kinds(&c), vec![("/price".into(), Kind::Value)]);
+        // Exact by default.
+        let c = run(
+            &RuleSet::default(),
+            json!({"a": 0.1}),
+            json!({"a": 0.1000001}),
+        );
+        assert_eq!(c.differences.len(), 1);
+    }
+
+    #[test]
+    fn missing_extra_and_nested_paths() {
+        let c = run(
+            &RuleSet::default(),
+            json!({"a": {"x/y": 1, "k": 2}}),
+            json!({"a": {"k": 2, "z~": 3}}),
+        );
+        assert_eq!(
+            kinds(&c),
+            vec![
+                ("/a/x~1y".into(), Kind::Missing),
+                ("/a/z~0".into(), Kind::Extra)
+            ]
+        );
+        assert_eq!(c.differences[0].candidate, Value::Null);
+        assert_eq!(c.differences[1].primary, Value::Null);
+        assert_eq!(c.differences[1].candidate, json!(3));
+    }
+
+    #[test]
+    fn status_and_headers() {
+        let r = rules(
+            json!({"defaults": {"headers": ["content-type", "x-ratelimit-limit", "x-ratelimit-reset"],
+                                           "ignore_headers": ["x-ratelimit-reset"]}}),
+        );
+        let ph: &[(&str, &[u8])] = &[
+            ("CONTENT-TYPE", b"application/json; charset=utf-8"),
+            ("Date", b"Mon, 01 Jan 2026 00:00:00 GMT"),
+            ("X-RateLimit-Limit", b"100"),
+            ("X-RateLimit-Limit", b"100"),
+            ("X-RateLimit-Reset", b"1767225600"),
+        ];
+        let ch: &[(&str, &[u8])] = &[
+            ("content-type", b"application/json"),
+            ("date", b"Mon, 01 Jan 2026 00:00:01 GMT"),
+            ("x-ratelimit-limit", b"100"),
+            ("x-ratelimit-reset", b"1767225601"),
+            ("Server", b"other"),
+        ];
+        let ex = Exchange {
+            method: "get",
+            path: "/api/orders",
+            request_body: b"",
+            primary: Response {
+                status: 429,
+                headers: ph,
+                body: b"{}",
+            },
+            candidate: Response {
+                status: 200,
+                headers: ch,
+                body: b"{}",
+            },
+        };
+        let c = compare(&r, &ex);
+        assert_eq!(c.method, "GET");
+        assert_eq!(
+            kinds(&c),
+            vec![
+                ("/status".into(), Kind::Status),
+                ("/headers/content-type".into(), Kind::Header),
+                ("/headers/x-ratelimit-limit".into(), Kind::Header),
+                ("/headers/x-ratelimit-reset".into(), Kind::Header),
+            ]
+        );
+        assert_eq!(c.differences[0].primary, json!(429));
+        // A duplicated header is visible as joined values.
+        assert_eq!(c.differences[2].primary, json!("100, 100"));
+        assert_eq!(c.differences[3].class, Class::Ignored);
+        assert_eq!(c.differences[3].label, Some(Label::Timestamp));
+
+        // Defaults: content-type only, compared case-insensitively by name.
+        let d = RuleSet::default();
+        let ex2 = Exchange {
+            primary: Response {
+                status: 200,
+                headers: &[("Content-Type", b"text/plain"), ("X-A", b"1")],
+                body: b"",
+            },
+            candidate: Response {
+                status: 200,
+                headers: &[("content-type", b"text/plain"), ("x-a", b"2")],
+                body: b"",
+            },
+            ..ex
+        };
+        assert!(compare(&d, &ex2).differences.is_empty());
+        let ex3 = Exchange {
+            candidate: Response {
+                status: 200,
+                headers: &[],
+                body: b"",
+            },
+            ..ex2
+        };
+        let c = compare(&d, &ex3);
+        assert_eq!(
+            kinds(&c),
+            vec![("/headers/content-type".into(), Kind::Header)]
+        );
+        assert_eq!(c.differences[0].candidate, Value::Null);
+        // Status comparison can be switched off.
+        let off = rules(json!({"defaults": {"compare_status": false}}));
+        assert!(
+            compare(&off, &ex)
+                .regressions()
+                .all(|d| d.kind != Kind::Status)
+        );
+    }
+
+    #[test]
+    fn keyed_array_insert_is_one_extra() {
+        let r =
+            rules(json!({"defaults": {"arrays": [{"path": "/items", "key": "client_order_id"}]}}));
+        let p = json!({"items": [{"client_order_id": "a", "qty": 1}, {"client_order_id": "b", "qty": 2}, {"client_order_id": "c", "qty": 3}]});
+        let c = json!({"items": [{"client_order_id": "c", "qty": 3}, {"client_order_id": "new", "qty": 9},
+                                 {"client_order_id": "a", "qty": 1}, {"client_order_id": "b", "qty": 5}]});
+        let out = run(&r, p, c);
+        assert_eq!(
+            kinds(&out),
+            vec![
+                ("/items/1/qty".into(), Kind::Value),
+                ("/items/1".into(), Kind::Extra)
+            ]
+        );
+        assert_eq!(
+            out.differences[0].detail.as_deref(),
+            Some("client_order_id=\"b\"")
+        );
+        assert_eq!(out.differences[0].pattern, "/items/*/qty");
+        assert_eq!(
+            out.differences[1].detail.as_deref(),
+            Some("client_order_id=\"new\"")
+        );
+        // A removed element is one missing; key by pointer works too.
+        let r =
+            rules(json!({"defaults": {"arrays": [{"path": "", "mode": "keyed", "key": "/o/id"}]}}));
+        let out = run(
+            &r,
+            json!([{"o": {"id": 1}}, {"o": {"id": 2}}, {"n": 1}]),
+            json!([{"o": {"id": 2}}, {"n": 2}]),
+        );
+        assert_eq!(
+            kinds(&out),
+            vec![("/0".into(), Kind::Missing), ("/2/n".into(), Kind::Value)]
+        );
+    }
+
+    #[test]
+    fn unordered_sets() {
+        let r = rules(json!({"defaults": {"arrays": [{"path": "/tags", "mode": "unordered"}]}}));
+        assert!(
+            run(
+                &r,
+                json!({"tags": ["a", "b", "b", 1]}),
+                json!({"tags": [1.0, "b", "a", "b"]})
+            )
+            .differences
+            .is_empty()
+        );
+        let out = run(
+            &r,
+            json!({"tags": ["a", "b", "b"]}),
+            json!({"tags": ["b", "c", "a"]}),
+        );
+        assert_eq!(
+            kinds(&out),
+            vec![
+                ("/tags/2".into(), Kind::Missing),
+                ("/tags/1".into(), Kind::Extra)
+            ]
+        );
+    }
+
+    #[test]
+    fn positional_arrays_use_lcs_and_detect_order() {
+        let r = RuleSet::default();
+        let p = json!({"a": [{"i": 1}, {"i": 2}, {"i": 3}, {"i": 4}]});
+        let c = json!({"a": [{"i": 1}, {"i": 9}, {"i": 2}, {"i": 3}, {"i": 4}]});
+        let out = run(&r, p.clone(), c);
+        assert_eq!(kinds(&out), vec![("/a/1".into(), Kind::Extra)]);
+        let out = run(&r, p.clone(), json!({"a": [{"i": 1}, {"i": 3}, {"i": 4}]}));
+        assert_eq!(kinds(&out), vec![("/a/1".into(), Kind::Missing)]);
+        let out = run(
+            &r,
+            p.clone(),
+            json!({"a": [{"i": 1}, {"i": 2}, {"i": 30}, {"i": 4}]}),
+        );
+        assert_eq!(kinds(&out), vec![("/a/2/i".into(), Kind::Value)]);
+        let out = run(
+            &r,
+            p,
+            json!({"a": [{"i": 4}, {"i": 1}, {"i": 2}, {"i": 3}]}),
+        );
+        assert_eq!(kinds(&out), vec![("/a".into(), Kind::Order)]);
+        assert_eq!(out.differences[0].primary, json!([0, 1, 2, 3]));
+        assert_eq!(out.differences[0].candidate, json!([3, 0, 1, 2]));
+        // Same-position numeric drift inside a tolerance is not a difference.
+        let t = rules(json!({"defaults": {"tolerance": {"rel": 0.01}}}));
+        assert!(
+            run(&t, json!([100.0, 200.0]), json!([100.5, 200.0]))
+                .differences
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn veloz_orders_envelope_rename_enum_map_and_ignore() {
+        let r = rules(json!({"routes": [{
+            "template": "/api/orders",
+            "primary": {"unwrap": "/items", "drop": ["/*/_id", "/*/type"]},
+            "candidate": {"unwrap": "/data", "unwrap_if": {"/status": "success"},
+                          "rename": {"qty": "order_qty", "price": "limit_price"},
+                          "map_values": {"status": {"new": "ACCEPTED"}, "side": {"buy": "BUY", "sell": "SELL"}}},
+            "arrays": [{"path": "", "key": "client_order_id"}],
+            "ignore": ["/*/ts_ns", "/*/created_ns"]
+        }]}));
+        let py = json!({"items": [
+            {"_id": 1, "type": "order_update", "client_order_id": "web-1", "side": "BUY", "order_qty": 0.01, "limit_price": 42000, "status": "ACCEPTED", "ts_ns": 1},
+            {"_id": 2, "type": "order_update", "client_order_id": "web-2", "side": "SELL", "order_qty": 0.02, "limit_price": 42100, "status": "ACCEPTED", "ts_ns": 2}
+        ]});
+        let cpp = json!({"status": "success", "data": [
+            {"client_order_id": "web-2", "side": "sell", "qty": 0.02, "price": 42100.0, "status": "new", "ts_ns": 9},
+            {"client_order_id": "web-1", "side": "buy", "qty": 0.01, "price": 42000.0, "status": "new", "ts_ns": 8}
+        ]});
+        let out = run_on(
+            &r,
+            "GET",
+            "/api/orders?limit=5",
+            &py.to_string(),
+            &cpp.to_string(),
+        );
+        assert_eq!(out.route, "/api/orders");
+        assert_eq!(
+            kinds(&out),
+            vec![
+                ("/0/ts_ns".into(), Kind::Value),
+                ("/1/ts_ns".into(), Kind::Value)
+            ]
+        );
+        assert!(out.differences.iter().all(|d| d.class == Class::Ignored));
+        assert_eq!(out.count(Class::Ignored), 2);
+        // Ignored, not a match.
+        assert_eq!(out.outcome(), Outcome::Ignored);
+        assert_eq!(out.differences[0].signature, out.differences[1].signature);
+        assert_eq!(out.differences[0].label, Some(Label::Timestamp));
+    }
+
+    #[test]
+    fn sort_by_key_then_positional() {
+        let r = rules(json!({"defaults": {"normalize": {"sort": {"/balances": "asset"}}}}));
+        let out = run(
+            &r,
+            json!({"balances": [{"asset": "USDT", "free": 1}, {"asset": "BTC", "free": 0}]}),
+            json!({"balances": [{"asset": "BTC", "free": 0}, {"asset": "USDT", "free": 2}]}),
+        );
+        assert_eq!(kinds(&out), vec![("/balances/1/free".into(), Kind::Value)]);
+    }
+
+    #[test]
+    fn redaction_keeps_equal_secrets_equal_and_leaks_nothing() {
+        let r = rules(json!({"defaults": {"headers": ["content-type", "set-cookie"]}}));
+        let same = json!({"token": "eyJSAME", "token_type": "Bearer"});
+        assert!(run(&r, same.clone(), same).differences.is_empty());
+        let p = json!({"access_token": "eyJPRIMARYSECRET", "user": {"password": "hunter2PRIMARY"}, "k": 1});
+        let c = json!({"access_token": "eyJCANDIDATESECRET", "user": {"password": "hunter2PRIMARY"},
+                       "extra": {"api_key": "veloz_CANDIDATEKEY"}, "k": 2});
+        let ph: &[(&str, &[u8])] = &[("Set-Cookie", b"sid=PRIMARYCOOKIE")];
+        let ch: &[(&str, &[u8])] = &[("set-cookie", b"sid=CANDIDATECOOKIE")];
+        let (pb, cb) = (p.to_string(), c.to_string());
+        let ex = Exchange {
+            method: "POST",
+            path: "/api/auth/login",
+            request_body: b"",
+            primary: Response {
+                status: 200,
+                headers: ph,
+                body: pb.as_bytes(),
+            },
+            candidate: Response {
+                status: 200,
+                headers: ch,
+                body: cb.as_bytes(),
+            },
+        };
+        let out = compare(&r, &ex);
+        assert_eq!(
+            kinds(&out),
+            vec![
+                ("/headers/set-cookie".into(), Kind::Header),
+                ("/access_token".into(), Kind::Value),
+                ("/k".into(), Kind::Value),
+                ("/extra".into(), Kind::Extra),
+            ]
+        );
+        let tok = &out.differences[1];
+        assert_eq!(tok.primary, json!(redaction_token(b"eyJPRIMARYSECRET")));
+        let text = serde_json::to_string(&out).unwrap();
+        for secret in [
+            "PRIMARYSECRET",
+            "CANDIDATESECRET",
+            "hunter2",
+            "CANDIDATEKEY",
+            "PRIMARYCOOKIE",
+            "CANDIDATECOOKIE",
+        ] {
+            assert!(!text.contains(secret), "{secret} leaked: {text}");
+        }
+        // Text bodies and keys in details are redacted too.
+        let out = run_on(
+            &RuleSet::default(),
+            "POST",
+            "/login",
+            "user=a&password=TEXTSECRET1\n",
+            "user=a&password=TEXTSECRET2\n",
+        );
+        assert_eq!(kinds(&out), vec![("".into(), Kind::Text)]);
+        let text = serde_json::to_string(&out).unwrap();
+        assert!(!text.contains("TEXTSECRET"), "{text}");
+        let keyed = rules(json!({"defaults": {"arrays": [{"path": "", "key": "token"}]}}));
+        let out = run(
+            &keyed,
+            json!([{"token": "KEYSECRET", "v": 1}]),
+            json!([{"token": "KEYSECRET", "v": 2}]),
+        );
+        let text = serde_json::to_string(&out).unwrap();
+        assert_eq!(out.differences.len(), 1);
+        assert!(!text.contains("KEYSECRET"), "{text}");
+    }
+
+    #[test]
+    fn route_templates_group_and_signatures_are_stable() {
+        let r = rules(json!({"routes": [{"template": "/api/orders/{id}"}]}));
+        let a = run_on(
+            &r,
+            "GET",
+            "/api/orders/web-1",
+            r#"{"s":"new"}"#,
+            r#"{"s":"filled"}"#,
+        );
+        let b = run_on(
+            &r,
+            "GET",
+            "/api/orders/web-2",
+            r#"{"s":"x"}"#,
+            r#"{"s":"y"}"#,
+        );
+        assert_eq!(a.route, "/api/orders/{id}");
+        assert_eq!(a.differences[0].signature, b.differences[0].signature);
+        let d = run_on(
+            &r,
+            "DELETE",
+            "/api/orders/web-1",
+            r#"{"s":"x"}"#,
+            r#"{"s":"y"}"#,
+        );
+        assert_ne!(a.differences[0].signature, d.differences[0].signature);
+        let u = run_on(
+            &r,
+            "GET",
+            "/api/unknown/veloz_1_2",
+            r#"{"s":1}"#,
+            r#"{"s":2}"#,
+        );
+        assert_eq!(u.route, "/api/unknown/{id}");
+        // The signature is a fixed function of its inputs (pinned so it never drifts).
+        let mut h = Fnv::new();
+        h.write(b"GET")
+            .sep()
+            .write(b"/api/orders/{id}")
+            .sep()
+            .write(b"/s")
+            .sep()
+            .write(b"value");
+        assert_eq!(a.differences[0].signature, Signature(h.finish()));
+        let text = serde_json::to_value(a.differences[0].signature).unwrap();
+        assert_eq!(text.as_str().unwrap().len(), 16);
+        let back: Signature = serde_json::from_value(text).unwrap();
+        assert_eq!(back, a.differences[0].signature);
+    }
+
+    #[test]
+    fn labels_describe_and_noise_labels_classify() {
+        let r = RuleSet::default();
+        let out = run(
+            &r,
+            json!({"id": "veloz_1_1", "created_at": "2026-01-01T00:00:00Z", "q": 1}),
+            json!({"id": "veloz_2_7", "created_at": "2026-01-01T00:00:05Z", "q": 2}),
+        );
+        let labels: Vec<Option<Label>> = out.differences.iter().map(|d| d.label).collect();
+        assert_eq!(
+            labels,
+            vec![Some(Label::Timestamp), Some(Label::GeneratedId), None]
+        );
+        assert!(out.differences.iter().all(|d| d.class == Class::Regression));
+        let r = rules(json!({"defaults": {"noise_labels": ["timestamp"], "noise": ["/q"]}}));
+        let out = run(
+            &r,
+            json!({"id": "veloz_1_1", "created_at": "2026-01-01T00:00:00Z", "q": 1}),
+            json!({"id": "veloz_2_7", "created_at": "2026-01-01T00:00:05Z", "q": 2}),
+        );
+        let classes: Vec<Class> = out.differences.iter().map(|d| d.class).collect();
+        assert_eq!(classes, vec![Class::Noise, Class::Regression, Class::Noise]);
+        let off = rules(json!({"defaults": {"labels": false}}));
+        assert!(
+            run(&off, json!({"created_at": "a"}), json!({"created_at": "b"})).differences[0]
+                .label
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn text_type_size_and_empty_bodies() {
+        let r = RuleSet::default();
+        let out = run_on(
+            &r,
+            "GET",
+            "/",
+            "<html>404</html>\n",
+            r#"{"error":"not_found"}"#,
+        );
+        assert_eq!(kinds(&out), vec![("".into(), Kind::Type)]);
+        assert_eq!(out.differences[0].primary, json!("<html>404</html>\n"));
+        assert_eq!(out.differences[0].candidate, json!({"error": "not_found"}));
+        let out = run_on(&r, "GET", "/", "a\nb\n", "a\nc\n");
+        assert_eq!(out.differences[0].kind, Kind::Text);
+        assert_eq!(out.differences[0].primary, json!("b\n"));
+        assert_eq!(out.differences[0].candidate, json!("c\n"));
+        assert!(
+            out.differences[0]
+                .detail
+                .as_deref()
+                .unwrap()
+                .contains("-b\n+c")
+        );
+        let out = run_on(&r, "GET", "/", r#"{"a":1}"#, "");
+        assert_eq!(kinds(&out), vec![("".into(), Kind::Missing)]);
+        let out = run_on(&r, "GET", "/", " ", r#"[1]"#);
+        assert_eq!(kinds(&out), vec![("".into(), Kind::Extra)]);
+        assert!(run_on(&r, "GET", "/", "", "  \n").differences.is_empty());
+        let small = rules(json!({"limits": {"max_body_bytes": 8, "max_text_bytes": 4}}));
+        let out = run_on(&small, "GET", "/", "0123456789", "0123456788");
+        assert_eq!(out.differences[0].kind, Kind::Size);
+        assert_eq!(out.differences[0].primary["bytes"], json!(10));
+        let out = run_on(&small, "GET", "/", "abcdEFG", "abcdXYZ");
+        assert_eq!(out.differences[0].kind, Kind::Size);
+        let ex = Exchange {
+            method: "GET",
+            path: "/",
+            request_body: b"",
+            primary: Response {
+                status: 200,
+                headers: JSON,
+                body: &[0xff, 0x00],
+            },
+            candidate: Response {
+                status: 200,
+                headers: JSON,
+                body: &[0xfe, 0x00],
+            },
+        };
+        assert_eq!(kinds(&compare(&r, &ex)), vec![("".into(), Kind::Size)]);
+    }
+
+    #[test]
+    fn truncates_and_reuses_buffers() {
+        let r = rules(json!({"limits": {"max_differences": 3}}));
+        let p: Value = (0..10)
+            .map(|i| (format!("k{i}"), json!(i)))
+            .collect::<Map<_, _>>()
+            .into();
+        let c: Value = (0..10)
+            .map(|i| (format!("k{i}"), json!(i + 1)))
+            .collect::<Map<_, _>>()
+            .into();
+        let out = run(&r, p.clone(), c.clone());
+        assert_eq!(out.differences.len(), 3);
+        assert!(out.truncated);
+        let mut comparer = Comparer::new();
+        let mut reused = Comparison::default();
+        let (pb, cb) = (p.to_string(), c.to_string());
+        let ex = Exchange {
+            method: "GET",
+            path: "/x",
+            request_body: b"",
+            primary: Response {
+                status: 200,
+                headers: JSON,
+                body: pb.as_bytes(),
+            },
+            candidate: Response {
+                status: 200,
+                headers: JSON,
+                body: cb.as_bytes(),
+            },
+        };
+        for _ in 0..3 {
+            comparer.compare(&r, &ex, &mut reused);
+            assert_eq!(reused, out);
+        }
+    }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn arb_json() -> impl Strategy<Value = Value> {
+            let leaf = prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::Bool),
+                any::<i64>().prop_map(|n| json!(n)),
+                (-1.0e9..1.0e9f64).prop_map(|f| json!(f)),
+                "[a-z0-9_]{0,8}".prop_map(Value::String),
+            ];
+            leaf.prop_recursive(4, 48, 6, |inner| {
+                prop_oneof![
+                    proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                    proptest::collection::btree_map("[a-z_]{1,6}", inner, 0..6)
+                        .prop_map(|m| Value::Object(m.into_iter().collect())),
+                ]
+            })
+        }
+
+        proptest! {
+            #[test]
+            fn compare_with_itself_finds_nothing(v in arb_json()) {
+                let text = v.to_string();
+                for r in [
+                    RuleSet::default(),
+                    rules(json!({"defaults": {"arrays": [{"path": "/**", "mode": "unordered"}]}})),
+                    rules(json!({"defaults": {"candidate": {"rename": {"zz": "yy"}}}})),
+                ] {
+                    let out = run_on(&r, "GET", "/p", &text, &text);
+                    prop_assert!(out.differences.is_empty(), "{:?}", out.differences);
+                }
+            }
+
+            #[test]
+            fn secrets_never_leak(secret in "[A-Z]{12}", other in "[A-Z]{12}", v in arb_json()) {
+                prop_assume!(secret != other);
+                let p = json!({"password": secret, "data": v, "nested": [{"refresh_token": secret}]});
+                let c = json!({"password": other, "data": 1, "nested": [{"refresh_token": other}], "secret": secret});
+                let out = run(&RuleSet::default(), p, c);
+                let text = serde_json::to_string(&out).unwrap();
+                prop_assert!(!text.contains(&secret) && !text.contains(&other), "{}", text);
+            }
+        }
+    }
+}
