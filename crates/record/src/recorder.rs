@@ -278,15 +278,18 @@ impl LatencyRecorder {
             return Ok(());
         }
         let thread = lock(&self.shared.thread).take();
+        let mut panicked = false;
         if let Some(WriterThread { stop, join }) = thread {
             drop(stop);
-            if join.join().is_err() {
-                return Err(RecordError::WriterThread("the thread panicked".into()));
-            }
+            panicked = join.join().is_err();
         }
+        // Write what is left even if the thread failed: the data is in the collector.
         let end = self.shared.start_instant.elapsed();
         self.shared.write_interval_at(end)?;
         self.shared.close()?;
+        if panicked {
+            return Err(RecordError::WriterThread("the thread panicked".into()));
+        }
         match lock(&self.shared.thread_error).take() {
             Some(e) => Err(e),
             None => Ok(()),
