@@ -1,1 +1,182 @@
-fn main() {}
+//! `shadowgate`: shadow-traffic comparison, load generation and phase gates for migrating an
+//! HTTP gateway (first user: the VeloZ trading gateway, python → C++).
+//!
+//! This binary is deliberately thin: it parses arguments with clap, sets up logging and the
+//! runtime, and hands typed arguments to one module per command; the work lives in the
+//! `shadowgate-*` crates. Conventions every command follows:
+//! - `main` is `run(parse())`; `run` returns `anyhow::Result<ExitCode>`. An `Err` is bad input
+//!   (or something that could not start), printed once as `error: {:#}` with exit code 2.
+//!   A command's own verdict (healthy/unhealthy, pass/fail) is an `Ok` exit code.
+//! - Logs go to stderr through `tracing` (`RUST_LOG`, default `warn`), so stdout stays the
+//!   command's output (and the first stdout line of a server is its bound address).
+//! - One tokio multi-thread runtime with 2 worker threads, built explicitly: the target
+//!   machines have few cores and the load generator and gateways under test need them more.
+
+use std::process::ExitCode;
+
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+
+mod demo;
+mod health;
+mod sim_cmd;
+
+/// Shadow-traffic comparison and load-test harness for migrating an HTTP gateway
+/// (VeloZ: python on :8080 → C++ on :8081).
+#[derive(Debug, Parser)]
+#[command(
+    name = "shadowgate",
+    version,
+    propagate_version = true,
+    after_help = "Exit codes: 0 success, 1 the check failed (e.g. unhealthy), 2 bad input.\n\
+                  Logs go to stderr; set RUST_LOG (e.g. RUST_LOG=debug) for more."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the reference VeloZ gateway (python or cpp profile) on ADDR.
+    ///
+    /// Serves the VeloZ HTTP API the way the chosen gateway does, on top of a simulated
+    /// engine, with optional injected faults and divergences. Prints the bound address as
+    /// its first line on stdout, then serves until SIGTERM or Ctrl-C.
+    Sim(sim_cmd::SimArgs),
+
+    /// The rollout plan's health check: GET URL/health on either gateway.
+    ///
+    /// Healthy means a 2xx answer whose JSON body is {"ok":true} (python gateway) or
+    /// {"status":"ok"} (C++ gateway); the output says which shape it saw and prints the body.
+    Health(health::HealthArgs),
+
+    /// Interim demo: two simulated gateways side by side (python and cpp profiles).
+    ///
+    /// Starts both profiles in-process on 127.0.0.1, sends each the same handful of requests,
+    /// and prints where their answers differ. The full pipeline (mirror, load, report) is not
+    /// built yet; the demo says so.
+    Demo(demo::DemoArgs),
+}
+
+fn main() -> ExitCode {
+    init_tracing();
+    match run(parse()) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn parse() -> Cli {
+    // clap prints help/version to stdout with exit 0, and usage errors to stderr with exit 2.
+    let matches = command().get_matches();
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+}
+
+/// Exit codes of each command, shown at the end of its `--help`.
+const EXIT_CODES: [(&str, &str); 3] = [
+    (
+        "sim",
+        "Exit codes: 0 stopped cleanly by SIGTERM or SIGINT (Ctrl-C); 2 bad arguments or \
+         config file, or the address could not be bound.",
+    ),
+    (
+        "health",
+        "Exit codes: 0 healthy; 1 unhealthy (non-2xx, unexpected body, ok:false, timeout, \
+         connection refused — the reason is printed); 2 bad input (unparsable URL, https).",
+    ),
+    (
+        "demo",
+        "Exit codes: 0 the demo ran; 2 the simulated gateways could not start.",
+    ),
+];
+
+/// The clap command with each subcommand's exit codes appended to its help. Done here rather
+/// than in attributes so that a command module's own `after_long_help` (examples) is kept:
+/// the exit codes go first, its text follows.
+fn command() -> clap::Command {
+    let mut cmd = Cli::command();
+    for (name, codes) in EXIT_CODES {
+        cmd = cmd.mut_subcommand(name, |sub| {
+            let long = sub.get_after_long_help().map(|h| format!("{codes}\n\n{h}"));
+            let sub = sub.after_help(codes);
+            match long {
+                Some(long) => sub.after_long_help(long),
+                None => sub,
+            }
+        });
+    }
+    cmd
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| anyhow::anyhow!("could not start the async runtime: {e}"))?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Sim(args) => sim_cmd::run(args).await,
+            Command::Health(args) => health::run(args).await,
+            Command::Demo(args) => demo::run(args).await,
+        }
+    })
+}
+
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    // An unparsable RUST_LOG falls back to the default rather than failing the command.
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+    // `try_init`: a second subscriber (never expected) is not worth a panic.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        command().debug_assert();
+        let cmd = command();
+        let names: Vec<&str> = cmd.get_subcommands().map(|c| c.get_name()).collect();
+        let with_codes: Vec<&str> = EXIT_CODES.iter().map(|(n, _)| *n).collect();
+        assert_eq!(names, with_codes, "every command has its exit codes listed");
+    }
+
+    #[test]
+    fn every_command_help_names_its_exit_codes() {
+        let mut cmd = command();
+        for sub in cmd.get_subcommands_mut() {
+            let long = sub.render_long_help().to_string();
+            assert!(
+                long.contains("Exit codes"),
+                "{} --help lacks exit codes",
+                sub.get_name()
+            );
+            let short = sub.render_help().to_string();
+            assert!(
+                short.contains("Exit codes"),
+                "{} -h lacks exit codes",
+                sub.get_name()
+            );
+        }
+    }
+
+    #[test]
+    fn health_timeout_parses_humantime() {
+        let cli = Cli::try_parse_from(["shadowgate", "health", "http://h:1", "--timeout", "250ms"])
+            .unwrap();
+        match cli.command {
+            Command::Health(a) => assert_eq!(a.timeout, std::time::Duration::from_millis(250)),
+            c => panic!("{c:?}"),
+        }
+        assert!(Cli::try_parse_from(["shadowgate", "health", "h", "--timeout", "soon"]).is_err());
+    }
+}

@@ -1,1 +1,7 @@
+//! End-to-end tests of the `shadowgate` binary: one test binary (`autotests = false`), one
+//! module per command, real servers on 127.0.0.1:0.
 
+mod cli;
+mod health;
+mod sim_cli;
+mod util;
