@@ -1,0 +1,69 @@
+//! shadowgate-load: the open-model load generator behind `shadowgate load`.
+//!
+//! **Goose organizes the test; the timing path is lean.** Goose runs the users, the weighted
+//! transactions of the mix, the run control and its HTML/Markdown/JSON report. The send
+//! schedule and the measurement are ours, because a generator whose own overhead is larger than
+//! the 150 µs a phase gate judges cannot judge it:
+//!
+//! ```text
+//!  pacer thread (std sleep, 1 ns timer slack)       Goose users (one per connection)
+//!  intended times t0 + i/rate (or Poisson)   ──▶   take the next ticket, send it on their own
+//!  → bounded multi-consumer ticket queue            keep-alive hyper connection, record into
+//!                                                   their own histogram shard, report to Goose
+//! ```
+//!
+//! Design decisions:
+//! - **Open model.** A pacer OS thread ([`pacer`]) fixes each request's intended send time
+//!   ([`schedule`]: `t0 + i / rate`, a linear ramp, or Poisson arrivals) and hands tickets to
+//!   whichever user is free. tokio's 1 ms timer is not used for pacing; the pacer sleeps (never
+//!   spins: on two shared cores spinning starves the gateway under test) with its timer slack
+//!   set to 1 ns.
+//! - **Latency from the intended send time** is the gate's figure (no series suffix): it
+//!   includes time a request waited for a free connection, so a stalling gateway is charged
+//!   for every request it delayed (coordinated omission corrected by construction). The service
+//!   time (from the actual send) is kept beside it as `;service`. Values are ns in HDR
+//!   histograms (3 digits), per route, recorded into per-user shards of the run's
+//!   [`shadowgate_record::LatencyRecorder`]: no lock per request.
+//! - **Goose sees the same timings** through `record_custom_request_duration` (µs precision),
+//!   so its report agrees with ours; our histograms are the source of truth (Goose's report
+//!   rounds and holds one of the two timings), and the achieved rate is computed over our own
+//!   window (Goose divides by whole seconds). Goose's request logs and its own
+//!   coordinated-omission mitigation stay off, and its metrics are not reset mid-run.
+//! - **Warm-up is excluded.** `t0` is set only after every user's `on_start` has connected; the
+//!   ramp and warm-up tickets are sent but not recorded; after the measured window the pacer
+//!   keeps feeding (tail tickets, not recorded) until Goose has stopped every user, so the load
+//!   stays level to the end and no user waits on an empty queue.
+//! - **Generator-limited runs are flagged** (`generator_limited` in the manifest, with the
+//!   reasons), so a failed gate is never blamed on the gateway when the generator was the
+//!   bottleneck. A run is generator-limited when any of these holds:
+//!   1. achieved rate (requests actually sent inside the measured window, per second) is below
+//!      `min_achieved_ratio` (0.99) × the target rate;
+//!   2. the median send lateness (actual − intended send time) exceeds `lateness_threshold`
+//!      (1 ms): requests queue for a connection or for CPU in the typical case — a stall of the
+//!      gateway delays a minority of requests and does not trip this;
+//!   3. the pacer's own P99 hand-off lateness exceeds `lateness_threshold`: its CPU is short;
+//!   4. a measured ticket was dropped because the waiting queue was full.
+//! - **Sharding** (`--shard I/N`): generator I runs rate / N with its fixed schedule offset by
+//!   I/N of a period (the union of the shards is the one-generator schedule) and puts I in every
+//!   generated id (`{client_order_id}` = `sg-<run>-<I>-<seq>`), so N generators never collide
+//!   and their run directories merge exactly (histograms add, counts add).
+//! - **Calibration** (`--calibrate`) runs the same mix at the same rate against an in-process
+//!   null server first and stores the generator's floor in the manifest.
+
+pub mod client;
+pub mod error;
+pub mod null_server;
+pub mod pacer;
+pub mod progress;
+pub mod run;
+pub mod scenario;
+pub mod schedule;
+pub mod template;
+
+mod sse;
+mod worker;
+
+pub use error::{LoadError, ScenarioErrors, ScenarioIssue};
+pub use progress::ProgressMode;
+pub use run::{Calibration, LoadOptions, LoadSummary, Percentiles, Shard, run};
+pub use scenario::{Overrides, Plan, RawScenario, Scenario};
