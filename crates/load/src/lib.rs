@@ -65,5 +65,5 @@ mod worker;
 
 pub use error::{LoadError, ScenarioErrors, ScenarioIssue};
 pub use progress::ProgressMode;
-pub use run::{Calibration, LoadOptions, LoadSummary, Percentiles, Shard, run};
+pub use run::{Calibration, LoadOptions, LoadSummary, Percentiles, Shard, default_run_dir, run};
 pub use scenario::{Overrides, Plan, RawScenario, Scenario};

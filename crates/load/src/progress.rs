@@ -154,7 +154,7 @@ pub(crate) async fn run(
             r
         };
         let line = ProgressLine {
-            elapsed: now.saturating_duration_since(t0),
+            elapsed: now.saturating_duration_since(t0).min(total),
             total,
             rate,
             errors: shared.live.errors.load(Ordering::Relaxed),

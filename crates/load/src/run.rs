@@ -59,6 +59,49 @@ impl std::fmt::Display for Shard {
     }
 }
 
+/// The default run directory: `<base>/load-YYYYMMDD-HHMMSS` (UTC), with `-shardIofN` for a
+/// shard, and `-2`, `-3`, ... when that name is taken.
+pub fn default_run_dir(base: &Path, now: SystemTime, shard: Shard) -> PathBuf {
+    let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (y, m, d) = civil_from_days(days as i64);
+    let mut name = format!(
+        "load-{y:04}{m:02}{d:02}-{:02}{:02}{:02}",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    );
+    if shard.count > 1 {
+        name.push_str(&format!("-shard{}of{}", shard.index, shard.count));
+    }
+    let first = base.join(&name);
+    // Bounded: stops at the first free name among a thousand.
+    (1..1000)
+        .map(|n| {
+            if n == 1 {
+                first.clone()
+            } else {
+                base.join(format!("{name}-{n}"))
+            }
+        })
+        .find(|p| !p.exists())
+        .unwrap_or(first)
+}
+
+/// Days since 1970-01-01 → (year, month, day), proleptic Gregorian (H. Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
 /// Everything a load run needs.
 #[derive(Debug, Clone)]
 pub struct LoadOptions {
@@ -1036,6 +1079,22 @@ mod tests {
             ..healthy()
         };
         assert!(limit_reasons(&dropped)[0].contains("3 measured requests"));
+    }
+
+    #[test]
+    fn default_run_dirs_are_timestamped_and_unique() {
+        let tmp = tempfile::tempdir().unwrap();
+        // 2026-11-20 10:15:30 UTC
+        let t = UNIX_EPOCH + Duration::from_secs(1_795_169_730);
+        let a = default_run_dir(tmp.path(), t, Shard::SINGLE);
+        assert_eq!(a.file_name().unwrap(), "load-20261120-101530");
+        std::fs::create_dir(&a).unwrap();
+        let b = default_run_dir(tmp.path(), t, Shard::SINGLE);
+        assert_eq!(b.file_name().unwrap(), "load-20261120-101530-2");
+        let c = default_run_dir(tmp.path(), t, Shard { index: 1, count: 2 });
+        assert_eq!(c.file_name().unwrap(), "load-20261120-101530-shard1of2");
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
     }
 
     #[test]
