@@ -1,0 +1,442 @@
+//! Starting, serving and stopping: the accept loops (proxy and admin), the per-connection task,
+//! and the shutdown sequence.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+use http::header::{self, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use shadowgate_record::{Manifest, RunKind, RunWriter};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::task::{JoinHandle, JoinSet};
+
+use crate::analysis::{self, AnalysisState, Setup, Submitter};
+use crate::body::RespBody;
+use crate::config::MirrorConfig;
+use crate::error::MirrorError;
+use crate::proxy::{self, ConnCtx, Shared};
+use crate::shadow::{Breaker, Shadow};
+use crate::stats::{Metrics, Routes, Shards, lock};
+use crate::summary::Summary;
+use crate::upstream::{Driver, PrimaryLink, PrimaryTarget, shadow_client};
+
+/// Record shards: a few per worker thread, so two threads rarely share one.
+const SHARDS: usize = 8;
+
+/// A running mirror. Stop it with [`Mirror::shutdown`]; dropping it stops serving too (the run
+/// directory is then finished by the comparison thread once the last request has ended).
+#[derive(Debug)]
+pub struct Mirror {
+    local_addr: SocketAddr,
+    admin_addr: Option<SocketAddr>,
+    dir: PathBuf,
+    shutdown_tx: watch::Sender<bool>,
+    accept: Option<JoinHandle<()>>,
+    admin: Option<JoinHandle<()>>,
+    shared: Arc<Shared>,
+    state: Arc<Mutex<AnalysisState>>,
+    submitter: Submitter,
+    analysis: Option<std::thread::JoinHandle<()>>,
+    concurrency: usize,
+    shadow_timeout: Duration,
+}
+
+/// Starts the mirror on listeners the caller has bound (so tests hand in `127.0.0.1:0`).
+/// Creates the run directory (refusing one that already holds a run) before serving.
+///
+/// # Errors
+/// The run directory cannot be created, a listener has no address, or the comparison
+/// thread cannot start.
+pub async fn start(
+    config: MirrorConfig,
+    listener: TcpListener,
+    admin: Option<TcpListener>,
+) -> Result<Mirror, MirrorError> {
+    let local_addr = listener
+        .local_addr()
+        .map_err(|source| MirrorError::Listener {
+            which: "proxy",
+            source,
+        })?;
+    let admin_addr = admin
+        .as_ref()
+        .map(TcpListener::local_addr)
+        .transpose()
+        .map_err(|source| MirrorError::Listener {
+            which: "admin",
+            source,
+        })?;
+
+    // The run directory first: a bad --out fails before anything is served.
+    let mut manifest = Manifest::new(RunKind::Mirror, config.tool_version.clone());
+    manifest
+        .targets
+        .insert("primary".into(), config.primary.url.clone());
+    manifest
+        .targets
+        .insert("candidate".into(), config.candidate.url.clone());
+    if let Some(s) = &config.secondary {
+        manifest.targets.insert("secondary".into(), s.url.clone());
+    }
+    manifest.scenario.clone_from(&config.rules_source);
+    manifest.phase.clone_from(&config.phase);
+    manifest
+        .extra
+        .insert("mirror_settings".into(), settings_json(&config, local_addr));
+    let run = Arc::new(RunWriter::create(&config.out, manifest)?.with_interval(config.interval));
+    let recorder = run.latency()?;
+    let writer = run.discrepancies()?;
+    writer.set_flush_interval(config.interval);
+
+    let metrics = Arc::new(Metrics::new());
+    let shards = Arc::new(Shards::new(&recorder, SHARDS));
+    let shared_cell: Arc<OnceLock<Arc<Shared>>> = Arc::new(OnceLock::new());
+    let cell = Arc::clone(&shared_cell);
+    let started = analysis::start(Setup {
+        rules: Arc::clone(&config.rules),
+        metrics: Arc::clone(&metrics),
+        shards: Arc::clone(&shards),
+        run: Arc::clone(&run),
+        writer,
+        recorder: recorder.clone(),
+        interval: config.interval,
+        queue: config.shadow.compare_queue.get(),
+        queue_bytes: config.shadow.compare_queue_bytes,
+        hold_max: config.shadow.hold_max,
+        learn: config.secondary.is_some(),
+        manifest_extra: Box::new(move |state| match cell.get() {
+            Some(shared) => serde_json::to_value(Summary::collect(shared, state, false))
+                .unwrap_or(serde_json::Value::Null),
+            None => serde_json::Value::Null,
+        }),
+    })
+    .map_err(MirrorError::Thread)?;
+
+    let concurrency = config.shadow.concurrency.get();
+    let shadow = Arc::new(Shadow {
+        candidate_client: shadow_client(
+            config.connect_timeout,
+            concurrency,
+            metrics.connections("candidate"),
+        ),
+        secondary_client: config.secondary.as_ref().map(|_| {
+            shadow_client(
+                config.connect_timeout,
+                concurrency,
+                metrics.connections("secondary"),
+            )
+        }),
+        candidate: config.candidate.clone(),
+        secondary: config.secondary.clone(),
+        permits: Arc::new(Semaphore::new(concurrency)),
+        breaker: Breaker::new(
+            config.shadow.breaker_failures.get(),
+            config.shadow.breaker_pause,
+            Arc::clone(&metrics),
+        ),
+        timeout: config.shadow.timeout,
+        body_limit: config.body_limit,
+        preserve_host: config.preserve_host,
+        rules: Arc::clone(&config.rules),
+        metrics: Arc::clone(&metrics),
+        shards: Arc::clone(&shards),
+        submitter: started.submitter.clone(),
+    });
+    let primary = Arc::new(PrimaryTarget::new(
+        &config.primary,
+        config.connect_timeout,
+        metrics.connections("primary"),
+    ));
+    let shared = Arc::new(Shared {
+        rules: Arc::clone(&config.rules),
+        routes: Routes::new(
+            Arc::clone(&config.rules),
+            Arc::clone(&metrics),
+            recorder,
+            config.secondary.is_some(),
+        ),
+        shards,
+        shadow,
+        primary,
+        primary_url: config.primary.url.clone(),
+        primary_host: config.primary.host_header.clone(),
+        preserve_host: config.preserve_host,
+        body_limit: config.body_limit,
+        primary_timeout: config.primary_timeout,
+    });
+    let _ = shared_cell.set(Arc::clone(&shared));
+
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let accept = tokio::spawn(accept_loop(
+        listener,
+        Arc::clone(&shared),
+        shutdown_rx.clone(),
+        config.shutdown_grace,
+    ));
+    let admin = admin.map(|l| {
+        tokio::spawn(admin_loop(
+            l,
+            Arc::clone(&shared),
+            Arc::clone(&started.state),
+            shutdown_rx,
+        ))
+    });
+    Ok(Mirror {
+        local_addr,
+        admin_addr,
+        dir: config.out,
+        shutdown_tx,
+        accept: Some(accept),
+        admin,
+        shared,
+        state: started.state,
+        submitter: started.submitter,
+        analysis: Some(started.join),
+        concurrency,
+        shadow_timeout: config.shadow.timeout,
+    })
+}
+
+fn settings_json(c: &MirrorConfig, listen: SocketAddr) -> serde_json::Value {
+    serde_json::json!({
+        "listen": listen.to_string(),
+        "shadow_concurrency": c.shadow.concurrency.get(),
+        "shadow_timeout_ms": c.shadow.timeout.as_millis(),
+        "connect_timeout_ms": c.connect_timeout.as_millis(),
+        "primary_timeout_ms": c.primary_timeout.as_millis(),
+        "body_limit_bytes": c.body_limit,
+        "interval_ms": c.interval.as_millis(),
+        "breaker_failures": c.shadow.breaker_failures.get(),
+        "breaker_pause_ms": c.shadow.breaker_pause.as_millis(),
+        "preserve_host": c.preserve_host,
+        "learned_noise": c.secondary.is_some(),
+    })
+}
+
+impl Mirror {
+    /// The proxy's address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The admin listener's address.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
+    }
+
+    /// The run directory.
+    pub fn run_dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The run so far (what `/summary` serves).
+    pub fn summary(&self) -> Summary {
+        Summary::collect(&self.shared, &lock(&self.state), true)
+    }
+
+    /// Stops cleanly: stops accepting, lets open requests finish (up to the grace period),
+    /// waits for shadow requests in flight (up to the shadow timeout), compares what is
+    /// queued, writes the last interval, the held-back lines and `ended_at`. Returns the
+    /// final summary.
+    ///
+    /// # Errors
+    /// [`MirrorError::Analysis`] when the run directory could not be finished.
+    pub async fn shutdown(mut self) -> Result<Summary, MirrorError> {
+        let _ = self.shutdown_tx.send(true);
+        if let Some(accept) = self.accept.take() {
+            let _ = accept.await;
+        }
+        // Shadow requests in flight end within their timeout; wait for all of them.
+        let permits = u32::try_from(self.concurrency).unwrap_or(u32::MAX);
+        let wait = self.shadow_timeout + Duration::from_secs(1);
+        let _ = tokio::time::timeout(wait, self.shared.shadow.permits.acquire_many(permits)).await;
+        let submitter = self.submitter.clone();
+        let stopped = tokio::task::spawn_blocking(move || submitter.stop())
+            .await
+            .map_err(|e| MirrorError::Analysis(e.to_string()))?;
+        if let Some(join) = self.analysis.take() {
+            let _ = tokio::task::spawn_blocking(move || join.join()).await;
+        }
+        if let Some(admin) = self.admin.take() {
+            admin.abort();
+            let _ = admin.await;
+        }
+        stopped.map_err(MirrorError::Analysis)?;
+        Ok(self.summary())
+    }
+}
+
+impl Drop for Mirror {
+    fn drop(&mut self) {
+        let _ = self.shutdown_tx.send(true);
+        if let Some(admin) = self.admin.take() {
+            admin.abort();
+        }
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+    grace: Duration,
+) {
+    let mut conns = JoinSet::new();
+    let mut seq = 0u64;
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    seq += 1;
+                    shared.shadow.metrics.client_connections.inc();
+                    conns.spawn(serve_connection(
+                        Arc::clone(&shared),
+                        stream,
+                        peer,
+                        seq,
+                        shutdown.clone(),
+                    ));
+                }
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::debug!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            },
+            _ = shutdown.changed() => break,
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+        }
+    }
+    drop(listener);
+    let drained = async { while conns.join_next().await.is_some() {} };
+    if tokio::time::timeout(grace, drained).await.is_err() {
+        tracing::debug!("shutdown grace elapsed; closing open client connections");
+    }
+    conns.abort_all();
+    while conns.join_next().await.is_some() {}
+}
+
+/// One client connection: the hyper server connection and its primary connection's driver
+/// in one task (see `upstream`).
+async fn serve_connection(
+    shared: Arc<Shared>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    seq: u64,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let _ = stream.set_nodelay(true);
+    let (tx, mut rx) = mpsc::unbounded_channel::<Driver>();
+    let ip = peer.ip().to_canonical();
+    let ctx = Arc::new(ConnCtx {
+        link: PrimaryLink::new(Arc::clone(&shared.primary), tx),
+        client_ip: ip,
+        client_ip_header: HeaderValue::from_str(&ip.to_string())
+            .unwrap_or_else(|_| HeaderValue::from_static("unknown")),
+        shared,
+        seq,
+        requests: AtomicU64::new(0),
+    });
+    let svc = service_fn(move |req| proxy::handle(Arc::clone(&ctx), req));
+    let conn = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .keep_alive(true)
+        // The primary's Date (or its absence) passes through as it was.
+        .auto_date_header(false)
+        .serve_connection(TokioIo::new(stream), svc);
+    tokio::pin!(conn);
+    let mut drivers: FuturesUnordered<Driver> = FuturesUnordered::new();
+    let mut closing = false;
+    loop {
+        tokio::select! {
+            _ = conn.as_mut() => break,
+            Some(d) = rx.recv() => drivers.push(d),
+            Some(()) = drivers.next(), if !drivers.is_empty() => {}
+            _ = shutdown.changed(), if !closing => {
+                closing = true;
+                conn.as_mut().graceful_shutdown();
+            }
+        }
+    }
+}
+
+async fn admin_loop(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    state: Arc<Mutex<AnalysisState>>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut conns = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    let shared = Arc::clone(&shared);
+                    let state = Arc::clone(&state);
+                    conns.spawn(async move {
+                        let svc = service_fn(move |req| {
+                            let r = admin(&shared, &state, &req);
+                            async move { Ok::<_, std::convert::Infallible>(r) }
+                        });
+                        let _ = http1::Builder::new()
+                            .timer(TokioTimer::new())
+                            .serve_connection(TokioIo::new(stream), svc)
+                            .await;
+                    });
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+            },
+            // The admin endpoint keeps answering while the proxy drains (`shutdown` aborts it);
+            // it stops on its own only if the mirror is gone.
+            changed = shutdown.changed() => if changed.is_err() { break },
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+        }
+    }
+}
+
+fn admin(
+    shared: &Shared,
+    state: &Mutex<AnalysisState>,
+    req: &Request<Incoming>,
+) -> Response<RespBody> {
+    let (status, ctype, body) = match (req.method(), req.uri().path()) {
+        (&Method::GET, "/metrics") => (
+            StatusCode::OK,
+            prometheus_client::encoding::prometheus_text::CONTENT_TYPE,
+            shared.shadow.metrics.encode(),
+        ),
+        (&Method::GET, "/summary") => {
+            let summary = Summary::collect(shared, &lock(state), true);
+            let mut text = serde_json::to_string_pretty(&summary).unwrap_or_default();
+            text.push('\n');
+            (StatusCode::OK, "application/json", text)
+        }
+        (&Method::GET, "/health") => (StatusCode::OK, "application/json", "{\"ok\":true}\n".into()),
+        (&Method::GET, _) => (
+            StatusCode::NOT_FOUND,
+            "application/json",
+            "{\"error\":\"not_found\",\"endpoints\":[\"/metrics\",\"/summary\",\"/health\"]}\n"
+                .into(),
+        ),
+        _ => (
+            StatusCode::METHOD_NOT_ALLOWED,
+            "application/json",
+            "{\"error\":\"method_not_allowed\"}\n".into(),
+        ),
+    };
+    let mut resp = Response::new(RespBody::full(body));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(ctype));
+    resp
+}
