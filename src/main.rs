@@ -19,6 +19,7 @@ use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 mod demo;
 mod health;
 mod load_cmd;
+mod mirror_cmd;
 mod sim_cmd;
 
 /// Shadow-traffic comparison and load-test harness for migrating an HTTP gateway
@@ -66,6 +67,16 @@ enum Command {
     /// run directory (latency.hlog, counts.csv, manifest.json, Goose's reports). Runs that the
     /// generator itself could not hold are marked generator-limited.
     Load(load_cmd::LoadArgs),
+
+    /// The shadow proxy: serve clients from the primary, mirror to the candidate, diff.
+    ///
+    /// Clients get the primary's answer as soon as it comes; each request the rules allow
+    /// (by default GET/HEAD/OPTIONS) is then copied to the candidate within a bounded budget
+    /// (concurrency, timeout, circuit breaker), the two answers are compared, and latency,
+    /// counts, coverage and redacted discrepancies are recorded into a run directory.
+    /// Prints the bound address as its first line on stdout; stops cleanly on SIGTERM or
+    /// Ctrl-C.
+    Mirror(mirror_cmd::MirrorArgs),
 }
 
 fn main() -> ExitCode {
@@ -86,7 +97,7 @@ fn parse() -> Cli {
 }
 
 /// Exit codes of each command, shown at the end of its `--help`.
-const EXIT_CODES: [(&str, &str); 4] = [
+const EXIT_CODES: [(&str, &str); 5] = [
     (
         "sim",
         "Exit codes: 0 stopped cleanly by SIGTERM or SIGINT (Ctrl-C); 2 bad arguments or \
@@ -106,6 +117,12 @@ const EXIT_CODES: [(&str, &str); 4] = [
         "Exit codes: 0 the run completed (errors and a generator-limited run are reported in \
          the summary and the manifest); 2 bad input (scenario errors, bad URL, unreachable \
          target) or the run could not start.",
+    ),
+    (
+        "mirror",
+        "Exit codes: 0 stopped cleanly by SIGTERM or SIGINT (Ctrl-C), run directory finished; \
+         2 bad input (rules file, URL, settings — every problem listed), the address could not \
+         be bound, or the run directory could not be created or finished.",
     ),
 ];
 
@@ -139,6 +156,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Health(args) => health::run(args).await,
             Command::Demo(args) => demo::run(args).await,
             Command::Load(args) => load_cmd::run(args).await,
+            Command::Mirror(args) => mirror_cmd::run(args).await,
         }
     })
 }

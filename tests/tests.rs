@@ -3,5 +3,6 @@
 
 mod cli;
 mod health;
+mod mirror_cli;
 mod sim_cli;
 mod util;
