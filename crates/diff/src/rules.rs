@@ -102,7 +102,8 @@ pub struct RawRoute {
     pub write_policy: Option<String>,
     /// Percentage of requests to mirror (0–100, default 100).
     pub sample_percent: Option<f64>,
-    /// What sampling hashes on: `header:<name>`, `query:<name>`, `capture:<name>`, `client-ip`.
+    /// What sampling hashes on: `header:<name>`, `query:<name>`, `capture:<name>`,
+    /// `body:<field or /pointer>`, `client-ip`.
     pub sample_key: Option<String>,
     /// Method to send to the candidate.
     pub candidate_method: Option<String>,
@@ -330,6 +331,10 @@ pub enum SampleKey {
     Capture(String),
     /// The client address.
     ClientIp,
+    /// A field of the request body: a top-level field name (JSON or form-encoded) or a JSON
+    /// Pointer (`/order/client_order_id`), so an order's placement, queries and cancel (which
+    /// carry its id in the body, the query or the path) can be sampled together.
+    Body(String),
 }
 
 /// Size caps.
@@ -1142,6 +1147,12 @@ fn compile_route(
                 invalid(errs, k, format!("the template has no capture {{{name}}}"));
                 return None;
             }
+            Some(("body", name)) if !name.is_empty() && !name.starts_with('/') => {
+                Some(SampleKey::Body(name.to_owned()))
+            }
+            Some(("body", name)) if name.len() > 1 && Pointer::parse(name).is_ok() => {
+                Some(SampleKey::Body(name.to_owned()))
+            }
             None if s == "client-ip" => Some(SampleKey::ClientIp),
             _ => None,
         };
@@ -1149,7 +1160,9 @@ fn compile_route(
             invalid(
                 errs,
                 k,
-                format!("{s:?}: use header:<name>, query:<name>, capture:<name> or client-ip"),
+                format!(
+                    "{s:?}: use header:<name>, query:<name>, capture:<name>, body:<field or /pointer> or client-ip"
+                ),
             );
         }
         parsed
@@ -1416,6 +1429,24 @@ mod tests {
                 .unwrap()
                 .redactor()
                 .is_secret_field("password")
+        );
+    }
+
+    #[test]
+    fn body_sample_keys() {
+        let r = raw(json!({"routes": [
+            {"template": "/a", "sample_key": "body:client_order_id"},
+            {"template": "/b", "sample_key": "body:/order/id"},
+            {"template": "/c", "sample_key": "body:"}
+        ]}));
+        let errs = RuleSet::validate(r).unwrap_err();
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert_eq!(errs[0].key(), "routes[2].sample_key");
+        let r = raw(json!({"routes": [{"template": "/a", "sample_key": "body:/order/id"}]}));
+        let rules = RuleSet::validate(r).unwrap();
+        assert_eq!(
+            rules.routes()[0].sample_key(),
+            Some(&SampleKey::Body("/order/id".into()))
         );
     }
 

@@ -53,8 +53,8 @@
 //! a rule. Any other method — PUT and DELETE included — needs its route's `write_policy` set
 //! to `mirror` or `mirror-marked` (which adds `X-Shadowgate-Shadow: 1`). Routes can translate
 //! the request for the candidate (method, path with captures, JSON body mapping) and sample
-//! a percentage, optionally keyed (header, query parameter, template capture or client
-//! address) so one account's or order's requests are all in or all out.
+//! a percentage, optionally keyed (header, query parameter, template capture, request body
+//! field or client address) so one account's or order's requests are all in or all out.
 //!
 //! **Bodies.** Mirrored bodies are buffered for comparison up to `--body-limit` (1 MiB).
 //! Beyond it the body streams on untouched and the exchange is counted as

@@ -29,7 +29,9 @@ use shadowgate_record::Outcome;
 
 use crate::body::{Buffered, ReqBody, RespBody, buffer_request, concat};
 use crate::headers::{add_forwarded_for, is_event_stream, strip_hop_by_hop};
-use crate::shadow::{Captured, Decision, Shadow, ShadowJob, ShadowRequest, decide};
+use crate::shadow::{
+    Captured, Decision, Shadow, ShadowJob, ShadowRequest, decide, samples_by_body,
+};
 use crate::stats::{RouteHandles, Routes, ShadowEvent, Shards};
 use crate::tee::TeeBody;
 use crate::upstream::{PrimaryError, PrimaryLink};
@@ -78,11 +80,22 @@ pub(crate) async fn handle(
     let handles = shared.routes.lookup(&parts.method, parts.uri.path());
     let rule = handles.rule.and_then(|i| shared.rules.routes().get(i));
 
-    // 2. decide
+    // 2. decide (a `body:` sampling key needs the body first: read it now, bounded)
+    let (body, early) = if samples_by_body(rule) {
+        match buffer_request(body, shared.body_limit).await {
+            Buffered::Whole(bytes) if bytes.is_empty() => (ReqBody::Full(None), Some(bytes)),
+            Buffered::Whole(bytes) => (ReqBody::Full(Some(bytes.clone())), Some(bytes)),
+            Buffered::Over(b) => (b, None),
+            Buffered::Failed(e) => return Ok(bad_request(&e)),
+        }
+    } else {
+        (ReqBody::Stream(body), None)
+    };
     let decision = decide(
         &parts.method,
         &parts.uri,
         &parts.headers,
+        early.as_deref(),
         rule,
         ctx.client_ip,
         seq,
@@ -122,44 +135,48 @@ pub(crate) async fn handle(
 
     // 4. buffer the request body (mirrored requests only)
     let (body, shadow) = match marked {
-        None => (ReqBody::Stream(body), None),
-        Some(marked) => match buffer_request(body, shared.body_limit).await {
-            Buffered::Whole(bytes) => {
-                let mut headers = parts.headers.clone();
-                headers.remove(header::HOST);
-                let req = ShadowRequest {
-                    method: parts.method.clone(),
-                    path: parts
-                        .uri
-                        .path_and_query()
-                        .map_or_else(|| "/".to_owned(), |pq| pq.as_str().to_owned()),
-                    headers,
-                    client_host,
-                    body: bytes.clone(),
-                    marked,
-                };
-                let body = if bytes.is_empty() {
-                    ReqBody::Full(None)
-                } else {
-                    ReqBody::Full(Some(bytes))
-                };
-                (body, Some(req))
+        None => (body, None),
+        Some(marked) => {
+            let read = match (early, body) {
+                (Some(bytes), _) => Buffered::Whole(bytes),
+                (None, ReqBody::Stream(incoming)) => {
+                    buffer_request(incoming, shared.body_limit).await
+                }
+                // Read for sampling, and over the limit.
+                (None, other) => Buffered::Over(other),
+            };
+            match read {
+                Buffered::Whole(bytes) => {
+                    let mut headers = parts.headers.clone();
+                    headers.remove(header::HOST);
+                    let req = ShadowRequest {
+                        method: parts.method.clone(),
+                        path: parts
+                            .uri
+                            .path_and_query()
+                            .map_or_else(|| "/".to_owned(), |pq| pq.as_str().to_owned()),
+                        headers,
+                        client_host,
+                        body: bytes.clone(),
+                        marked,
+                    };
+                    let body = if bytes.is_empty() {
+                        ReqBody::Full(None)
+                    } else {
+                        ReqBody::Full(Some(bytes))
+                    };
+                    (body, Some(req))
+                }
+                Buffered::Over(body) => {
+                    over_limit(&shared, &handles, "request");
+                    (body, None)
+                }
+                Buffered::Failed(e) => {
+                    handles.count(ShadowEvent::PrimaryFailed);
+                    return Ok(bad_request(&e));
+                }
             }
-            Buffered::Over(body) => {
-                over_limit(&shared, &handles, "request");
-                (body, None)
-            }
-            Buffered::Failed(e) => {
-                handles.count(ShadowEvent::PrimaryFailed);
-                return Ok(json_error(
-                    StatusCode::BAD_REQUEST,
-                    serde_json::json!({
-                        "error": "bad_request",
-                        "reason": format!("the request body could not be read: {e}"),
-                    }),
-                ));
-            }
-        },
+        }
     };
 
     // 5. primary
@@ -332,6 +349,17 @@ impl Pending {
             seq,
         });
     }
+}
+
+/// 400: the client's own body broke off before it could be forwarded.
+fn bad_request(e: &hyper::Error) -> Response<RespBody> {
+    json_error(
+        StatusCode::BAD_REQUEST,
+        serde_json::json!({
+            "error": "bad_request",
+            "reason": format!("the request body could not be read: {e}"),
+        }),
+    )
 }
 
 /// 502 (or 504 for a timeout) with a JSON body naming the upstream.

@@ -43,11 +43,21 @@ pub(crate) enum Decision {
     Mirror { marked: bool },
 }
 
-/// Write policy, then sampling.
+/// Whether sampling this route needs the request body (a `body:` key with a percentage
+/// below 100): then the body is read before the decision.
+pub(crate) fn samples_by_body(rule: Option<&RouteRule>) -> bool {
+    rule.is_some_and(|r| {
+        matches!(r.sample_key(), Some(SampleKey::Body(_))) && r.sample_percent() < 100.0
+    })
+}
+
+/// Write policy, then sampling. `body` is the request body when it has been read (needed
+/// only for `body:` sampling keys; without it such a key counts as absent).
 pub(crate) fn decide(
     method: &Method,
     uri: &Uri,
     headers: &HeaderMap,
+    body: Option<&[u8]>,
     rule: Option<&RouteRule>,
     client: IpAddr,
     seq: u64,
@@ -70,7 +80,7 @@ pub(crate) fn decide(
     }
     // A request without the key falls back to per-request sampling.
     let h = rule
-        .and_then(|r| key_hash(r, uri, headers, client))
+        .and_then(|r| key_hash(r, uri, headers, body, client))
         .unwrap_or_else(|| mix(seq ^ 0x5348_4144_4f57_4741));
     // Percent in millionths: 0.0001 % resolution.
     #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
@@ -84,7 +94,13 @@ pub(crate) fn decide(
 
 /// Hash of the sampling key's value, so every request of one account/order/client is in or
 /// out together.
-fn key_hash(rule: &RouteRule, uri: &Uri, headers: &HeaderMap, client: IpAddr) -> Option<u64> {
+fn key_hash(
+    rule: &RouteRule,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: Option<&[u8]>,
+    client: IpAddr,
+) -> Option<u64> {
     match rule.sample_key()? {
         SampleKey::Header(name) => headers.get(name.as_str()).map(|v| fnv(v.as_bytes())),
         SampleKey::Query(name) => uri.query().and_then(|q| {
@@ -103,8 +119,31 @@ fn key_hash(rule: &RouteRule, uri: &Uri, headers: &HeaderMap, client: IpAddr) ->
             IpAddr::V4(a) => fnv(&a.octets()),
             IpAddr::V6(a) => fnv(&a.octets()),
         }),
+        SampleKey::Body(field) => body.and_then(|b| body_field_hash(b, field)),
     }
     .map(mix)
+}
+
+/// Hash of a request body field: JSON (a field name or a pointer), else form-encoded (a
+/// field name). Strings hash their text, so `"web-1"` in a body samples like `web-1` in a
+/// query or a path.
+fn body_field_hash(body: &[u8], field: &str) -> Option<u64> {
+    if let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) {
+        let found = if field.starts_with('/') {
+            v.pointer(field)
+        } else {
+            v.get(field)
+        }?;
+        return Some(match found {
+            serde_json::Value::String(s) => fnv(s.as_bytes()),
+            other => fnv(other.to_string().as_bytes()),
+        });
+    }
+    let text = std::str::from_utf8(body).ok()?;
+    text.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=')?;
+        (k == field).then(|| fnv(v.as_bytes()))
+    })
 }
 
 fn fnv(bytes: &[u8]) -> u64 {
@@ -572,11 +611,14 @@ mod tests {
         let h = HeaderMap::new();
         let u = uri("/api/order");
         assert_eq!(
-            decide(&Method::GET, &u, &h, None, IP, 0),
+            decide(&Method::GET, &u, &h, None, None, IP, 0),
             Decision::Mirror { marked: false }
         );
         for m in [Method::POST, Method::PUT, Method::DELETE, Method::PATCH] {
-            assert_eq!(decide(&m, &u, &h, None, IP, 0), Decision::WriteSkipped);
+            assert_eq!(
+                decide(&m, &u, &h, None, None, IP, 0),
+                Decision::WriteSkipped
+            );
         }
         let mut marked = RawRoute::new("/api/order");
         marked.write_policy = Some("mirror-marked".into());
@@ -586,7 +628,7 @@ mod tests {
         let r = rules(vec![marked, plain, skip]);
         let rule = |p: &str| r.find_route("POST", p);
         assert_eq!(
-            decide(&Method::POST, &u, &h, rule("/api/order"), IP, 0),
+            decide(&Method::POST, &u, &h, None, rule("/api/order"), IP, 0),
             Decision::Mirror { marked: true }
         );
         assert_eq!(
@@ -594,6 +636,7 @@ mod tests {
                 &Method::POST,
                 &uri("/api/cancel"),
                 &h,
+                None,
                 rule("/api/cancel"),
                 IP,
                 0
@@ -605,6 +648,7 @@ mod tests {
                 &Method::POST,
                 &uri("/api/keys"),
                 &h,
+                None,
                 rule("/api/keys"),
                 IP,
                 0
@@ -624,10 +668,10 @@ mod tests {
         for account in 0..1000 {
             let mut h = HeaderMap::new();
             h.insert("x-account", HeaderValue::from(account));
-            let first = decide(&Method::GET, &uri("/api/orders/1"), &h, rule, IP, 0);
+            let first = decide(&Method::GET, &uri("/api/orders/1"), &h, None, rule, IP, 0);
             // Same account, other request: same decision.
             for seq in 1..4 {
-                let again = decide(&Method::GET, &uri("/api/orders/2"), &h, rule, IP, seq);
+                let again = decide(&Method::GET, &uri("/api/orders/2"), &h, None, rule, IP, seq);
                 assert_eq!(first, again);
             }
             if first != Decision::NotSampled {
@@ -645,7 +689,9 @@ mod tests {
         let rule = r.find_route("GET", "/m");
         let h = HeaderMap::new();
         let n = (0..10_000)
-            .filter(|s| decide(&Method::GET, &uri("/m"), &h, rule, IP, *s) != Decision::NotSampled)
+            .filter(|s| {
+                decide(&Method::GET, &uri("/m"), &h, None, rule, IP, *s) != Decision::NotSampled
+            })
             .count();
         assert!((800..1200).contains(&n), "{n}");
         let mut zero = RawRoute::new("/z");
@@ -656,6 +702,7 @@ mod tests {
                 &Method::GET,
                 &uri("/z"),
                 &h,
+                None,
                 r.find_route("GET", "/z"),
                 IP,
                 1
@@ -674,13 +721,80 @@ mod tests {
         c.sample_key = Some("capture:id".into());
         let r = rules(vec![q, c]);
         let h = HeaderMap::new();
-        let d = |p: &str, seq| decide(&Method::GET, &uri(p), &h, r.find_route("GET", p), IP, seq);
+        let d = |p: &str, seq| {
+            decide(
+                &Method::GET,
+                &uri(p),
+                &h,
+                None,
+                r.find_route("GET", p),
+                IP,
+                seq,
+            )
+        };
         for i in 0..50 {
             let a = format!("/q?x=1&acct={i}");
             assert_eq!(d(&a, 1), d(&a, 2));
             let b = format!("/c/{i}");
             assert_eq!(d(&b, 1), d(&b, 99));
         }
+    }
+
+    #[test]
+    fn body_keys_sample_an_order_with_its_queries() {
+        let mut place = RawRoute::new("/api/order");
+        place.methods = vec!["POST".into()];
+        place.write_policy = Some("mirror".into());
+        place.sample_percent = Some(50.0);
+        place.sample_key = Some("body:client_order_id".into());
+        let mut query = RawRoute::new("/api/order_state");
+        query.sample_percent = Some(50.0);
+        query.sample_key = Some("query:client_order_id".into());
+        let r = rules(vec![place, query]);
+        let h = HeaderMap::new();
+        let place_rule = r.find_route("POST", "/api/order");
+        assert!(samples_by_body(place_rule));
+        assert!(!samples_by_body(r.find_route("GET", "/api/order_state")));
+        let mut picked = 0;
+        for i in 0..200 {
+            let id = format!("web-{i}");
+            let json = format!(r#"{{"client_order_id":"{id}","qty":1}}"#);
+            let form = format!("qty=1&client_order_id={id}");
+            let q = uri(&format!("/api/order_state?client_order_id={id}"));
+            let a = decide(
+                &Method::POST,
+                &uri("/api/order"),
+                &h,
+                Some(json.as_bytes()),
+                place_rule,
+                IP,
+                1,
+            );
+            let b = decide(
+                &Method::POST,
+                &uri("/api/order"),
+                &h,
+                Some(form.as_bytes()),
+                place_rule,
+                IP,
+                2,
+            );
+            let c = decide(
+                &Method::GET,
+                &q,
+                &h,
+                None,
+                r.find_route("GET", q.path()),
+                IP,
+                3,
+            );
+            assert_eq!(a == Decision::NotSampled, b == Decision::NotSampled, "{id}");
+            assert_eq!(a == Decision::NotSampled, c == Decision::NotSampled, "{id}");
+            if c != Decision::NotSampled {
+                picked += 1;
+            }
+        }
+        assert!((60..140).contains(&picked), "{picked}");
     }
 
     #[test]
