@@ -266,3 +266,51 @@ async fn secondary_turns_nondeterminism_into_noise_at_the_end() {
         t.abort();
     }
 }
+
+#[tokio::test]
+async fn injected_divergence_is_reported_exactly() {
+    let primary = sim(PYTHON_SEEDED).await;
+    let candidate = sim(
+        "profile = \"python\"\nseed = 11\n\
+         [[divergence.changed_field]]\nroute = \"GET /api/market\"\npointer = \"/symbol\"\nfraction = 0.05\n",
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let mirror = util::mirror(
+        &url(primary.local_addr()),
+        &url(candidate.local_addr()),
+        &out,
+        test_rules(),
+        |_| {},
+    )
+    .await;
+    let http = client();
+    let via = url(mirror.local_addr());
+    let n = 400;
+    for _ in 0..n {
+        get(&http, &format!("{via}/api/market")).await;
+    }
+    util::eventually("all compared", || mirror.summary().shadow.compared == n).await;
+    mirror.shutdown().await.unwrap();
+    let injected = candidate.stats().divergence.changed_field;
+    assert!(injected > 5, "{injected} changes injected in {n}");
+    let run = Run::open(&out).unwrap();
+    let reported = run
+        .discrepancies
+        .iter()
+        .filter(|d| d.path == "/symbol" && d.class == Class::Regression)
+        .count() as u64;
+    assert_eq!(reported, injected);
+    let regressions = run
+        .discrepancies
+        .iter()
+        .filter(|d| d.class == Class::Regression)
+        .count() as u64;
+    assert_eq!(
+        regressions, injected,
+        "only the injected changes are regressions"
+    );
+    primary.shutdown().await;
+    candidate.shutdown().await;
+}
