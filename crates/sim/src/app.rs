@@ -150,7 +150,13 @@ pub(crate) async fn handle(
     }
     let slot = routes::slot(route, routes::method_index(&parts.method));
     app.stats.count_request(slot);
-    let seq = app.stats.next_seq();
+    // Numbered only when something is decided from the number (keeps a contended atomic off
+    // the plain path).
+    let seq = if app.plan.is_active(slot) || route == RouteId::Stream {
+        app.stats.next_seq()
+    } else {
+        0
+    };
     let decision = app.plan.decide(slot, seq);
 
     if let Some(d) = &decision {

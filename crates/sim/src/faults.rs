@@ -135,9 +135,14 @@ impl Plan {
         }
     }
 
+    /// Whether any rule applies to `slot`.
+    pub(crate) fn is_active(&self, slot: usize) -> bool {
+        self.active.get(slot).copied().unwrap_or(false)
+    }
+
     /// Decides what happens to request number `seq` on `slot`; `None` when nothing can.
     pub(crate) fn decide(&self, slot: usize, seq: u64) -> Option<Decision> {
-        if !self.active.get(slot).copied().unwrap_or(false) {
+        if !self.is_active(slot) {
             return None;
         }
         let plan = &self.slots[slot];

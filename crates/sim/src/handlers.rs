@@ -17,7 +17,7 @@ use crate::app::App;
 use crate::auth::{JwtHeaderStyle, mint_jwt};
 use crate::body::SimBody;
 use crate::config::Style;
-use crate::engine::{EventKind, OrderRequest, OrderState, Side, engine_number};
+use crate::engine::{EventKind, OrderRequest, OrderState, Side};
 use crate::json::J;
 use crate::metrics::process_usage;
 use crate::reply::{ApiError, PROMETHEUS, Render, Reply};
@@ -117,9 +117,16 @@ fn python_order_state(o: &OrderState) -> J {
     ])
 }
 
-/// A number as the engine prints it (what Python re-serialises from an engine line).
+/// A number as the engine prints it (what Python re-serialises from an engine line): the
+/// engine's snapshots are already rounded to 6 significant digits, and integral values below
+/// 1e6 are printed as integers (the same rule as `engine::engine_number`, without its
+/// formatting round trip).
 fn engine_j(x: f64) -> J {
-    J::from_value(&engine_number(x))
+    if x.fract() == 0.0 && x.abs() < 1e6 {
+        J::Int(x as i64)
+    } else {
+        J::Float(x)
+    }
 }
 
 impl App {
@@ -912,5 +919,40 @@ impl App {
             }
             Style::Cpp => ApiError::auth(StatusCode::NOT_FOUND, "key_not_found").into(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::{engine_number, round_sig6};
+
+    #[test]
+    fn engine_j_matches_the_engine_number_rule() {
+        for x in [
+            42000.0,
+            42142.4,
+            0.01,
+            1.0,
+            999_999.0,
+            1_000_000.0,
+            1_234_567.0,
+            -3.0,
+            0.0,
+        ] {
+            let x = round_sig6(x);
+            assert_eq!(engine_j(x), J::from_value(&engine_number(x)), "{x}");
+        }
+    }
+
+    #[test]
+    fn python_conversions() {
+        assert_eq!(py_str(&json!("buy")), "buy");
+        assert_eq!(py_str(&json!(true)), "True");
+        assert_eq!(py_str(&json!(null)), "None");
+        assert_eq!(py_float(Some(&json!(" 0.5 "))), Some(0.5));
+        assert_eq!(py_float(Some(&json!(2))), Some(2.0));
+        assert_eq!(py_float(Some(&json!([1]))), None);
+        assert_eq!(py_float(None), None);
     }
 }

@@ -209,6 +209,14 @@ fn item_separator(style: JsonStyle) -> &'static [u8] {
 
 fn write_string(s: &str, style: JsonStyle, out: &mut Vec<u8>) {
     out.push(b'"');
+    // Most strings (keys, symbols, ids) need no escaping in either style: copy them whole.
+    if s.bytes()
+        .all(|b| (b' '..=b'~').contains(&b) && b != b'"' && b != b'\\')
+    {
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+        return;
+    }
     match style {
         JsonStyle::Python => {
             // ensure_ascii: everything outside printable ASCII becomes \uXXXX (UTF-16 units).
@@ -252,15 +260,69 @@ fn write_string(s: &str, style: JsonStyle, out: &mut Vec<u8>) {
     out.push(b'"');
 }
 
-/// Shortest round-trip decimal digits of a finite, non-zero |x| and the decimal exponent of
-/// the first digit (`42000.0` → `("42", 4)`).
-fn shortest_digits(x: f64) -> (String, i32) {
-    let sci = format!("{:e}", x.abs());
-    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
-    let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
-    let digits = digits.trim_end_matches('0');
-    let digits = if digits.is_empty() { "0" } else { digits };
-    (digits.to_owned(), exp.parse().unwrap_or(0))
+/// A stack buffer for number formatting (no allocation on the response path).
+struct StackBuf {
+    buf: [u8; 40],
+    len: usize,
+}
+
+impl std::fmt::Write for StackBuf {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        let end = self.len + s.len();
+        let dst = self.buf.get_mut(self.len..end).ok_or(std::fmt::Error)?;
+        dst.copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
+    }
+}
+
+/// Shortest round-trip decimal digits of a finite, non-zero |x| (at most 17) and the decimal
+/// exponent of the first digit (`42000.0` → `("42", 4)`).
+struct Digits {
+    digits: [u8; 24],
+    len: usize,
+    exp: i32,
+}
+
+impl Digits {
+    fn of(x: f64) -> Digits {
+        use std::fmt::Write as _;
+        let mut sci = StackBuf {
+            buf: [0; 40],
+            len: 0,
+        };
+        // `{:e}` of an f64 is at most 24 bytes (`1.7976931348623157e308`).
+        let _ = write!(sci, "{:e}", x.abs());
+        let text = &sci.buf[..sci.len];
+        let e = text.iter().position(|&b| b == b'e').unwrap_or(text.len());
+        let exp = std::str::from_utf8(&text[(e + 1).min(text.len())..])
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let mut d = Digits {
+            digits: [0; 24],
+            len: 0,
+            exp,
+        };
+        for &b in text[..e].iter().filter(|b| b.is_ascii_digit()) {
+            if d.len < d.digits.len() {
+                d.digits[d.len] = b;
+                d.len += 1;
+            }
+        }
+        while d.len > 1 && d.digits[d.len - 1] == b'0' {
+            d.len -= 1;
+        }
+        if d.len == 0 {
+            d.digits[0] = b'0';
+            d.len = 1;
+        }
+        d
+    }
+
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.digits[..self.len]).unwrap_or("0")
+    }
 }
 
 /// Fixed notation from digits and exponent; `always_fraction` adds `.0` to integral values.
@@ -319,11 +381,11 @@ pub fn write_python_float(x: f64, out: &mut Vec<u8>) {
         out.extend_from_slice(b"0.0");
         return;
     }
-    let (digits, exp) = shortest_digits(x);
-    if (-4..16).contains(&exp) {
-        fixed_notation(&digits, exp, true, out);
+    let d = Digits::of(x);
+    if (-4..16).contains(&d.exp) {
+        fixed_notation(d.as_str(), d.exp, true, out);
     } else {
-        exponent_notation(&digits, exp, out);
+        exponent_notation(d.as_str(), d.exp, out);
     }
 }
 
@@ -343,12 +405,12 @@ pub fn write_kj_double(x: f64, out: &mut Vec<u8>) {
         out.push(b'0');
         return;
     }
-    let (digits, exp) = shortest_digits(x);
-    let precision = if digits.len() <= 15 { 15 } else { 17 };
-    if exp >= -4 && exp < precision {
-        fixed_notation(&digits, exp, false, out);
+    let d = Digits::of(x);
+    let precision = if d.len <= 15 { 15 } else { 17 };
+    if d.exp >= -4 && d.exp < precision {
+        fixed_notation(d.as_str(), d.exp, false, out);
     } else {
-        exponent_notation(&digits, exp, out);
+        exponent_notation(d.as_str(), d.exp, out);
     }
 }
 

@@ -72,7 +72,8 @@ impl Stats {
         }
     }
 
-    /// A sequence number per request (seeds the request's injection decisions).
+    /// A sequence number per request that has injection rules or opens a stream (seeds its
+    /// injection decisions).
     pub(crate) fn next_seq(&self) -> u64 {
         self.seq.fetch_add(1, Ordering::Relaxed)
     }
