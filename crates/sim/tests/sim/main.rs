@@ -6,4 +6,5 @@ mod auth;
 mod determinism;
 mod faults;
 mod routes;
+mod scenarios;
 mod sse;
