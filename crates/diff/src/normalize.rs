@@ -278,11 +278,15 @@ fn map_value(v: &mut Value, map: &[(String, Value)]) {
     }
 }
 
-/// Request-body mapping for the candidate (renames, drops, fixed values), stored for the mirror.
+/// Request-body mapping for the candidate (renames, drops, wraps, fixed values), stored for
+/// the mirror. Steps run in that order, so a wrap names a field by its new name.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct BodyMap {
     /// Renames and drops.
     pub steps: Normalization,
+    /// Fields whose value is put into a one-element array (a single id becoming a bulk list:
+    /// `{"order_ids": "a"}` → `{"order_ids": ["a"]}`). An array value is left as it is.
+    pub wrap: Vec<FieldSelector>,
     /// Fields set to fixed values (intermediate objects are created).
     pub set: Vec<(Pointer, Value)>,
 }
@@ -290,15 +294,52 @@ pub struct BodyMap {
 impl BodyMap {
     /// Whether the mapping does nothing.
     pub fn is_empty(&self) -> bool {
-        self.steps.is_empty() && self.set.is_empty()
+        self.steps.is_empty() && self.wrap.is_empty() && self.set.is_empty()
     }
 
     /// Applies the mapping to a request body in place.
     pub fn apply(&self, value: &mut Value) {
         self.steps.apply(value);
+        for w in &self.wrap {
+            match w {
+                FieldSelector::Anywhere(field) => wrap_anywhere(value, field),
+                FieldSelector::At { parent, field } => {
+                    for_each_match_mut(value, parent.segs(), &mut |obj| {
+                        if let Some(v) = obj.as_object_mut().and_then(|m| m.get_mut(field.as_str()))
+                        {
+                            wrap_value(v);
+                        }
+                    });
+                }
+            }
+        }
         for (ptr, v) in &self.set {
             set_at(value, ptr.segments(), v.clone());
         }
+    }
+}
+
+fn wrap_value(v: &mut Value) {
+    if !v.is_array() {
+        let inner = v.take();
+        *v = Value::Array(vec![inner]);
+    }
+}
+
+fn wrap_anywhere(value: &mut Value, field: &str) {
+    match value {
+        Value::Object(map) => {
+            if let Some(v) = map.get_mut(field) {
+                wrap_value(v);
+            }
+            for (k, child) in map.iter_mut() {
+                if k != field {
+                    wrap_anywhere(child, field);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(|v| wrap_anywhere(v, field)),
+        _ => {}
     }
 }
 
@@ -417,6 +458,7 @@ mod tests {
                 }],
                 ..Default::default()
             },
+            wrap: Vec::new(),
             set: vec![(Pointer::parse("/meta/source").unwrap(), json!("shadow"))],
         };
         let mut v = json!({"user_id": "admin", "password": "x"});
@@ -425,5 +467,30 @@ mod tests {
             v,
             json!({"username": "admin", "password": "x", "meta": {"source": "shadow"}})
         );
+    }
+
+    #[test]
+    fn body_map_wraps_a_single_id_into_a_list() {
+        // Python `POST /api/cancel {client_order_id, symbol}` → C++ `{"order_ids": [id]}`.
+        let m = BodyMap {
+            steps: Normalization {
+                rename: vec![Rename {
+                    from: sel("client_order_id"),
+                    to: "order_ids".into(),
+                }],
+                drop: vec![sel("symbol")],
+                ..Default::default()
+            },
+            wrap: vec![sel("order_ids"), sel("/nested/ids")],
+            set: Vec::new(),
+        };
+        assert!(!m.is_empty());
+        let mut v = json!({"client_order_id": "web-1", "symbol": "BTCUSDT"});
+        m.apply(&mut v);
+        assert_eq!(v, json!({"order_ids": ["web-1"]}));
+        // Already a list: unchanged (no nesting); a pattern selector reaches nested fields.
+        let mut v = json!({"order_ids": ["a", "b"], "nested": {"ids": 3}});
+        m.apply(&mut v);
+        assert_eq!(v, json!({"order_ids": ["a", "b"], "nested": {"ids": [3]}}));
     }
 }

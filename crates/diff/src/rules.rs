@@ -228,6 +228,8 @@ pub struct RawBodyMap {
     pub rename: BTreeMap<String, String>,
     /// Field selectors to remove.
     pub drop: Vec<String>,
+    /// Field selectors (after renames) whose value becomes a one-element array.
+    pub wrap: Vec<String>,
     /// JSON Pointer → value to set.
     pub set: BTreeMap<String, Value>,
 }
@@ -1210,6 +1212,13 @@ fn compile_route(
             drop: compile_drops(&raw.candidate_body.drop, &bkey, errs),
             ..Normalization::default()
         },
+        wrap: raw
+            .candidate_body
+            .wrap
+            .iter()
+            .enumerate()
+            .filter_map(|(i, w)| selector(w, format!("{bkey}.wrap[{i}]"), errs))
+            .collect(),
         set: Vec::new(),
     };
     for (p, v) in &raw.candidate_body.set {
@@ -1448,6 +1457,21 @@ mod tests {
             rules.routes()[0].sample_key(),
             Some(&SampleKey::Body("/order/id".into()))
         );
+    }
+
+    #[test]
+    fn candidate_body_wraps() {
+        let r = raw(json!({"routes": [{"template": "/api/cancel",
+            "candidate_body": {"rename": {"client_order_id": "order_ids"}, "wrap": ["order_ids", "/items/*"]}}]}));
+        let errs = RuleSet::validate(r).unwrap_err();
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert_eq!(errs[0].key(), "routes[0].candidate_body.wrap[1]");
+        let r = raw(json!({"routes": [{"template": "/api/cancel",
+            "candidate_body": {"rename": {"client_order_id": "order_ids"}, "wrap": ["order_ids"]}}]}));
+        let rules = RuleSet::validate(r).unwrap();
+        let mut body = json!({"client_order_id": "web-1"});
+        rules.routes()[0].translation().body.apply(&mut body);
+        assert_eq!(body, json!({"order_ids": ["web-1"]}));
     }
 
     #[test]
