@@ -166,7 +166,9 @@ impl RouteTemplate {
 }
 
 /// A path template for the candidate request, with `{name}` placeholders anywhere (the query
-/// included) that refer to captures of the route template.
+/// included) that refer to captures of the route template, and `{?name}` placeholders that
+/// take the value of the client's query parameter `name` as written (so a Python
+/// `DELETE /api/auth/keys?key_id=X` can become the C++ `DELETE /api/auth/keys/X`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PathTemplate {
     source: String,
@@ -177,6 +179,7 @@ pub struct PathTemplate {
 enum PathPart {
     Text(String),
     Capture(String),
+    Query(String),
 }
 
 impl PathTemplate {
@@ -198,15 +201,23 @@ impl PathTemplate {
                 return Err("unbalanced '{'".to_owned());
             };
             let name = &rest[open + 1..open + close];
-            if !valid_name(name) {
+            let (query, bare) = match name.strip_prefix('?') {
+                Some(q) => (true, q),
+                None => (false, name),
+            };
+            if !valid_name(bare) {
                 return Err(format!(
-                    "bad capture name {name:?}: use letters, digits and '_'"
+                    "bad capture name {name:?}: use letters, digits and '_' ({{?name}} for a query parameter)"
                 ));
             }
             if open > 0 {
                 parts.push(PathPart::Text(rest[..open].to_owned()));
             }
-            parts.push(PathPart::Capture(name.to_owned()));
+            parts.push(if query {
+                PathPart::Query(bare.to_owned())
+            } else {
+                PathPart::Capture(bare.to_owned())
+            });
             rest = &rest[open + close + 1..];
         }
         if !rest.is_empty() {
@@ -223,16 +234,32 @@ impl PathTemplate {
         &self.source
     }
 
-    /// Names used by the template.
+    /// Names of the route-template captures the template uses (not its `{?query}` ones).
     pub fn capture_names(&self) -> impl Iterator<Item = &str> {
         self.parts.iter().filter_map(|p| match p {
             PathPart::Capture(n) => Some(n.as_str()),
-            PathPart::Text(_) => None,
+            PathPart::Text(_) | PathPart::Query(_) => None,
         })
     }
 
-    /// Fills in captures; `None` names the first capture that is missing.
+    /// Fills in captures; `Err` names the first capture that is missing.
+    ///
+    /// # Errors
+    /// The name of a capture (or `?name` of a query parameter) that has no value.
     pub fn render(&self, captures: &[(&str, &str)]) -> Result<String, String> {
+        self.render_with_query(captures, None)
+    }
+
+    /// Fills in captures and `{?name}` query parameters from `query` (the request's query
+    /// string without `?`; the first `name=` wins; the value is copied as written).
+    ///
+    /// # Errors
+    /// The name of a capture (or `?name` of a query parameter) that has no value.
+    pub fn render_with_query(
+        &self,
+        captures: &[(&str, &str)],
+        query: Option<&str>,
+    ) -> Result<String, String> {
         let mut out = String::with_capacity(self.source.len() + 16);
         for part in &self.parts {
             match part {
@@ -243,6 +270,17 @@ impl PathTemplate {
                         .find(|(n, _)| n == name)
                         .map(|(_, v)| *v)
                         .ok_or_else(|| name.clone())?;
+                    out.push_str(value);
+                }
+                PathPart::Query(name) => {
+                    let value = query
+                        .into_iter()
+                        .flat_map(|q| q.split('&'))
+                        .find_map(|pair| {
+                            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+                            (k == name && !v.is_empty()).then_some(v)
+                        })
+                        .ok_or_else(|| format!("?{name}"))?;
                     out.push_str(value);
                 }
             }
@@ -354,6 +392,21 @@ mod tests {
         assert!(PathTemplate::parse("/a/{").is_err());
         assert!(PathTemplate::parse("/a/}").is_err());
         assert_eq!(p.capture_names().collect::<Vec<_>>(), vec!["id"]);
+        // A query parameter of the client's request becomes a path segment.
+        let q = PathTemplate::parse("/api/auth/keys/{?key_id}").unwrap();
+        assert_eq!(q.capture_names().count(), 0);
+        assert_eq!(
+            q.render_with_query(&[], Some("x=1&key_id=vk_1&key_id=vk_2"))
+                .unwrap(),
+            "/api/auth/keys/vk_1"
+        );
+        assert_eq!(
+            q.render_with_query(&[], Some("key_id=")).unwrap_err(),
+            "?key_id"
+        );
+        assert_eq!(q.render(&[]).unwrap_err(), "?key_id");
+        assert!(PathTemplate::parse("/a/{?}").is_err());
+        assert!(PathTemplate::parse("/a/{?b-c}").is_err());
     }
 
     #[test]

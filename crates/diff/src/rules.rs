@@ -524,7 +524,10 @@ impl RouteRule {
             return Ok((method, path.to_owned()));
         };
         let captures = self.template.captures(path).unwrap_or_default();
-        tpl.render(&captures)
+        let query = path
+            .split_once('?')
+            .map(|(_, q)| q.split('#').next().unwrap_or(q));
+        tpl.render_with_query(&captures, query)
             .map(|p| (method, p))
             .map_err(|name| crate::Error::MissingCapture {
                 template: self.template.as_str().to_owned(),
@@ -1457,6 +1460,28 @@ mod tests {
             rules.routes()[0].sample_key(),
             Some(&SampleKey::Body("/order/id".into()))
         );
+    }
+
+    #[test]
+    fn candidate_path_from_a_query_parameter() {
+        let r = raw(
+            json!({"routes": [{"template": "/api/auth/keys", "methods": ["DELETE"],
+            "candidate_path": "/api/auth/keys/{?key_id}"}]}),
+        );
+        let rules = RuleSet::validate(r).unwrap();
+        let route = rules
+            .find_route("DELETE", "/api/auth/keys?key_id=vk_1")
+            .unwrap();
+        assert_eq!(
+            route
+                .candidate_request("DELETE", "/api/auth/keys?key_id=vk_1")
+                .unwrap(),
+            ("DELETE".to_owned(), "/api/auth/keys/vk_1".to_owned())
+        );
+        let err = route
+            .candidate_request("DELETE", "/api/auth/keys")
+            .unwrap_err();
+        assert!(err.to_string().contains("{?key_id}"), "{err}");
     }
 
     #[test]
