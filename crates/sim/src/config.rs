@@ -454,34 +454,47 @@ impl SimConfig {
     }
 }
 
+/// The defaults written out. `default_for` validates an empty document instead, which cannot
+/// fail; this copy only keeps it total without a panic, and a unit test checks the two agree.
 fn unreachable_defaults(profile: Profile) -> SimConfig {
+    let cpp = profile == Profile::Cpp;
     SimConfig {
         profile,
         seed: None,
         deterministic: false,
         differences: Differences::all(true),
-        engine: EngineConfig::default(),
+        engine: EngineConfig {
+            divergence: EngineDivergence {
+                fill_price_offset: 0.001,
+                ..EngineDivergence::default()
+            },
+            ..EngineConfig::default()
+        },
         auth: AuthConfig {
-            enabled: false,
-            jwt_secret: None,
-            admin_password: None,
+            enabled: cpp,
+            jwt_secret: cpp.then(|| b"veloz-default-secret-change-in-production".to_vec()),
+            admin_password: Some("admin".to_owned()),
             token_expiry: Duration::from_secs(3600),
             refresh_expiry: Duration::from_secs(604_800),
             public_metrics: true,
         },
         rate_limit: RateLimitConfig {
-            enabled: false,
+            enabled: cpp,
             capacity: 100,
             refill_per_s: 10.0,
-            idle_ttl: Duration::from_secs(600),
+            idle_ttl: Duration::from_secs(if cpp { 1800 } else { 600 }),
             per_user: true,
         },
         sse: SseConfig {
             keepalive: Duration::from_secs(10),
-            max_streams: None,
+            max_streams: cpp.then_some(1000),
             retry_ms: 3000,
         },
-        latency: LatencyConfig::default(),
+        latency: LatencyConfig {
+            default: None,
+            routes: Vec::new(),
+            spin: true,
+        },
         faults: Vec::new(),
         divergence: DivergenceConfig::default(),
         metrics: MetricsConfig::default(),
@@ -1273,6 +1286,19 @@ fn validate_fault(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_written_out_defaults_are_the_validated_ones() {
+        for p in [Profile::Python, Profile::Cpp] {
+            let validated = RawSimConfig {
+                profile: Some(p),
+                ..RawSimConfig::default()
+            }
+            .validate("t")
+            .unwrap();
+            assert_eq!(validated, unreachable_defaults(p), "{p}");
+        }
+    }
 
     #[test]
     fn defaults_follow_the_real_gateways() {

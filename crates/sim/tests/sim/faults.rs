@@ -246,7 +246,7 @@ async fn changed_fields_match_the_stats() {
 async fn rejected_orders_and_dropped_sse_events_match_the_stats() {
     let sim = start(faults(
         "python",
-        "[engine]\ntick = \"1h\"\n[engine.divergence]\nreject_fraction = 0.5\n\
+        "[engine]\ntick = \"1h\"\n[engine.divergence]\nreject_fraction = 0.5\nfill_price_fraction = 0.5\n\
          [divergence]\ndropped_sse_fraction = 0.3\n",
     ))
     .await;
@@ -273,6 +273,19 @@ async fn rejected_orders_and_dropped_sse_events_match_the_stats() {
     let stats = sim.stats();
     assert_eq!(stats.divergence.rejected_orders, rejected);
     assert!((5..=25).contains(&rejected), "{rejected} of 30 at 0.5");
+    // No ticks: every fill should be at the one market price, unless moved on purpose.
+    let market = get(a, "/api/market").await.json()["price"].clone();
+    let fills = get(a, "/api/orders").await.json()["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["type"] == "fill")
+        .map(|i| i["price"].clone())
+        .collect::<Vec<_>>();
+    assert_eq!(fills.len() as u64, 30 - rejected);
+    let moved = fills.iter().filter(|p| **p != market).count() as u64;
+    assert_eq!(stats.divergence.fill_price_changed, moved);
+    assert!(moved > 0);
 
     // Every event of the ring is either sent or dropped (and counted). With no ticks, the
     // ring holds the start-up account and market events plus each order's events:
