@@ -20,6 +20,7 @@ mod demo;
 mod health;
 mod load_cmd;
 mod mirror_cmd;
+mod report_cmd;
 mod sim_cmd;
 
 /// Shadow-traffic comparison and load-test harness for migrating an HTTP gateway
@@ -77,6 +78,14 @@ enum Command {
     /// Prints the bound address as its first line on stdout; stops cleanly on SIGTERM or
     /// Ctrl-C.
     Mirror(mirror_cmd::MirrorArgs),
+
+    /// Merge run directories, check a rollout phase's criteria, render the verdict.
+    ///
+    /// Histograms and counts of every RUN_DIR add up exactly (several load generators or
+    /// proxies make one verdict). Prints a table (criterion, threshold, measured, result) and
+    /// writes report.md, report.json, summary.csv, junit.xml and report.html (and .hgrm
+    /// percentile files on request) into --out, by default the first run directory.
+    Report(report_cmd::ReportArgs),
 }
 
 fn main() -> ExitCode {
@@ -97,7 +106,7 @@ fn parse() -> Cli {
 }
 
 /// Exit codes of each command, shown at the end of its `--help`.
-const EXIT_CODES: [(&str, &str); 5] = [
+const EXIT_CODES: [(&str, &str); 6] = [
     (
         "sim",
         "Exit codes: 0 stopped cleanly by SIGTERM or SIGINT (Ctrl-C); 2 bad arguments or \
@@ -123,6 +132,12 @@ const EXIT_CODES: [(&str, &str); 5] = [
         "Exit codes: 0 stopped cleanly by SIGTERM or SIGINT (Ctrl-C), run directory finished; \
          2 bad input (rules file, URL, settings — every problem listed), the address could not \
          be bound, or the run directory could not be created or finished.",
+    ),
+    (
+        "report",
+        "Exit codes: 0 every criterion passed; 1 a criterion failed, had no data, or was \
+         generator-limited; 2 bad input (a run directory, the criteria file or an argument; \
+         the message names the file and what is wrong).",
     ),
 ];
 
@@ -157,6 +172,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Demo(args) => demo::run(args).await,
             Command::Load(args) => load_cmd::run(args).await,
             Command::Mirror(args) => mirror_cmd::run(args).await,
+            Command::Report(args) => report_cmd::run(args).await,
         }
     })
 }

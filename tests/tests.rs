@@ -4,5 +4,6 @@
 mod cli;
 mod health;
 mod mirror_cli;
+mod report_cli;
 mod sim_cli;
 mod util;

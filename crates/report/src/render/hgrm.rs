@@ -69,6 +69,24 @@ fn sub_buckets(sigfig: u8) -> u64 {
     1_u64 << (largest.log2().ceil() as u32)
 }
 
+/// Every series of the merged run (file name from its tag), then each target's response time
+/// over all routes (`<target>.hgrm`).
+pub fn series(m: &crate::measure::Measurements) -> Vec<(String, Histogram<u64>)> {
+    let mut out: Vec<(String, Histogram<u64>)> = m
+        .run
+        .latency
+        .iter()
+        .filter(|(_, d)| !d.total.is_empty())
+        .map(|(k, d)| (file_name(&k.tag()), d.total.clone()))
+        .collect();
+    for t in m.targets() {
+        if let Some(h) = m.latency(&t, None, &shadowgate_record::Measure::Response) {
+            out.push((file_name(&t), h));
+        }
+    }
+    out
+}
+
 /// A file name for a series tag: characters other than letters, digits, `-`, `_` and `.`
 /// become `_` (`candidate:GET:/api/order` → `candidate_GET__api_order.hgrm`).
 pub fn file_name(tag: &str) -> String {

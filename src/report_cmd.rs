@@ -1,0 +1,188 @@
+//! `shadowgate report RUN_DIR...`: merge run directories, check a phase's criteria, print the
+//! verdict table and write the chosen formats. Exit 0 all criteria pass, 1 a criterion failed
+//! (or had no data, or the generator was the limit), 2 bad input.
+
+use std::fs;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use shadowgate_report::render::{self, Format};
+use shadowgate_report::{Criteria, Measurements, Options, Report, evaluate};
+
+/// Arguments of `shadowgate report`.
+#[derive(Debug, clap::Args)]
+#[command(after_long_help = "Examples:\n  \
+    shadowgate report reports/phase3-cpp --phase 3\n  \
+    shadowgate report reports/gen-0 reports/gen-1 --phase overall --format term,junit --out ci/\n  \
+    shadowgate report reports/run --criteria my-gates.toml --phase 2 --candidate cpp --primary py\n\n\
+    Criteria are scenarios/phases.toml's (built in) unless --criteria names another file. \
+    A criterion whose data is missing (no samples, no resources.csv, no comparison run) is \
+    reported as \"no data\" and fails, unless the criteria file says missing = \"skip\".")]
+pub struct ReportArgs {
+    /// Run directories to merge into one verdict (several load generators or proxies).
+    #[arg(value_name = "RUN_DIR", required = true)]
+    pub runs: Vec<PathBuf>,
+
+    /// Phase to judge: 1-5 or overall. Default: the phase in the first run's manifest, else
+    /// overall.
+    #[arg(long, value_name = "N|overall")]
+    pub phase: Option<String>,
+
+    /// Criteria file (default: the built-in scenarios/phases.toml).
+    #[arg(long, value_name = "FILE")]
+    pub criteria: Option<PathBuf>,
+
+    /// Output formats, comma-separated: term, md, json, csv, junit, html, hgrm.
+    #[arg(
+        long,
+        value_name = "LIST",
+        value_delimiter = ',',
+        default_value = "term,md,json,csv,junit,html"
+    )]
+    pub format: Vec<Format>,
+
+    /// Directory for the report files (default: the first run directory).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+
+    /// The data's name for the target criteria call `candidate` (e.g. the `--name` of a
+    /// load run). Default: `candidate`, or the only target when there is just one.
+    #[arg(long, value_name = "NAME")]
+    pub candidate: Option<String>,
+
+    /// The data's name for the target criteria call `primary`.
+    #[arg(long, value_name = "NAME")]
+    pub primary: Option<String>,
+
+    /// Significance level for "candidate is slower" (default: the criteria file's, 0.05).
+    #[arg(long, value_name = "P", value_parser = parse_alpha)]
+    pub alpha: Option<f64>,
+}
+
+fn parse_alpha(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(a) if a > 0.0 && a < 1.0 => Ok(a),
+        _ => Err(format!(
+            "`{s}` is not a probability between 0 and 1 (e.g. 0.05)"
+        )),
+    }
+}
+
+/// Runs the command.
+pub async fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
+    // Everything that can be wrong with the input is checked before anything is written.
+    let criteria = match &args.criteria {
+        Some(path) => Criteria::load(path)?,
+        None => Criteria::builtin(),
+    };
+    let mut m = Measurements::open(&args.runs)?;
+    let phase = args
+        .phase
+        .clone()
+        .or_else(|| m.run.manifest.phase.clone())
+        .unwrap_or_else(|| "overall".to_owned());
+    set_aliases(&mut m, &args);
+    let opts = Options {
+        phase,
+        tool_version: env!("CARGO_PKG_VERSION").to_owned(),
+        alpha: args.alpha,
+    };
+    let report = evaluate(&criteria, &m, &opts)?;
+    let out = args.out.clone().unwrap_or_else(|| args.runs[0].clone());
+    let written = write_formats(&report, &m, &args.format, &out)?;
+    if !args.format.contains(&Format::Term) {
+        println!("{}", verdict_summary(&report));
+    }
+    if !written.is_empty() {
+        let names: Vec<String> = written.iter().map(|p| p.display().to_string()).collect();
+        eprintln!("wrote {}", names.join(", "));
+    }
+    Ok(ExitCode::from(report.exit_code()))
+}
+
+/// `--candidate`/`--primary`, or the only target standing in for `candidate`.
+fn set_aliases(m: &mut Measurements, args: &ReportArgs) {
+    if let Some(c) = &args.candidate {
+        m.aliases.insert("candidate".into(), c.clone());
+    }
+    if let Some(p) = &args.primary {
+        m.aliases.insert("primary".into(), p.clone());
+    }
+    let targets = m.targets();
+    if args.candidate.is_none()
+        && !targets.contains("candidate")
+        && targets.len() == 1
+        && let Some(only) = targets.first()
+    {
+        m.aliases.insert("candidate".into(), only.clone());
+    }
+}
+
+fn verdict_summary(r: &Report) -> String {
+    let mut out = Vec::new();
+    // The last line of the terminal table is the verdict.
+    if render::term::render(r, &mut out).is_ok() {
+        let text = String::from_utf8_lossy(&out);
+        if let Some(last) = text.lines().last() {
+            return last.to_owned();
+        }
+    }
+    format!("{:?}", r.verdict)
+}
+
+/// Prints the terminal table and writes the file formats; returns the files written.
+fn write_formats(
+    r: &Report,
+    m: &Measurements,
+    formats: &[Format],
+    out: &Path,
+) -> anyhow::Result<Vec<PathBuf>> {
+    let mut formats = formats.to_vec();
+    formats.sort();
+    formats.dedup();
+    let mut written = Vec::new();
+    for f in formats {
+        let Some(name) = f.file_name() else {
+            let stdout = std::io::stdout();
+            let mut lock = stdout.lock();
+            render::term::render(r, &mut lock).context("writing to stdout")?;
+            lock.flush().context("writing to stdout")?;
+            continue;
+        };
+        fs::create_dir_all(out)
+            .with_context(|| format!("cannot create the output directory {}", out.display()))?;
+        let path = out.join(name);
+        match f {
+            Format::Hgrm => {
+                fs::create_dir_all(&path)
+                    .with_context(|| format!("cannot create {}", path.display()))?;
+                for (file, h) in render::hgrm::series(m) {
+                    let p = path.join(file);
+                    write_file(&p, |w| render::hgrm::render(&h, w).map_err(Into::into))?;
+                }
+            }
+            Format::Markdown => write_file(&path, |w| Ok(render::markdown::render(r, w)?))?,
+            Format::Json => write_file(&path, |w| Ok(render::json::render(r, w)?))?,
+            Format::Csv => write_file(&path, |w| Ok(render::csv::render(r, w)?))?,
+            Format::Junit => write_file(&path, |w| Ok(render::junit::render(r, w)?))?,
+            Format::Html => write_file(&path, |w| Ok(render::html::render(r, m, w)?))?,
+            Format::Term => {}
+        }
+        written.push(path);
+    }
+    Ok(written)
+}
+
+fn write_file(
+    path: &Path,
+    f: impl FnOnce(&mut dyn Write) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let file =
+        fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+    let mut w = BufWriter::new(file);
+    f(&mut w).with_context(|| format!("cannot write {}", path.display()))?;
+    w.flush()
+        .with_context(|| format!("cannot write {}", path.display()))
+}

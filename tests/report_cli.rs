@@ -1,0 +1,185 @@
+//! `shadowgate report`: exit codes 0/1/2 through the binary, files written, messages naming
+//! the bad input.
+
+use std::path::Path;
+
+use crate::util::{run, tempdir};
+
+#[path = "../crates/report/tests/fixture/mod.rs"]
+mod fixture;
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn exit_0_when_every_criterion_passes_and_files_are_written() {
+    let tmp = tempdir();
+    let dir = tmp.path().join("run");
+    fixture::write_run(
+        &dir,
+        &fixture::Spec {
+            candidate_5xx: 0,
+            ..fixture::Spec::default()
+        },
+    );
+    let out = run(&["report", s(&dir), "--phase", "1"]);
+    assert_eq!(out.code(), Some(0), "{out:?}");
+    assert!(out.stdout.contains("PASS: Phase 1"), "{}", out.stdout);
+    assert!(out.stdout.contains("error rate < 0.1%"), "{}", out.stdout);
+    for f in [
+        "report.md",
+        "report.json",
+        "summary.csv",
+        "junit.xml",
+        "report.html",
+    ] {
+        assert!(dir.join(f).is_file(), "{f} not written");
+    }
+    assert!(!dir.join("hgrm").exists(), "hgrm only on request");
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("report.json")).unwrap()).unwrap();
+    assert_eq!(json["verdict"], "pass");
+}
+
+#[test]
+fn exit_1_when_a_criterion_fails() {
+    let tmp = tempdir();
+    let dir = tmp.path().join("run");
+    fixture::write_run(&dir, &fixture::Spec::default());
+    let out_dir = tmp.path().join("out");
+    let out = run(&[
+        "report",
+        s(&dir),
+        "--phase",
+        "1",
+        "--format",
+        "json,junit,hgrm",
+        "--out",
+        s(&out_dir),
+    ]);
+    assert_eq!(out.code(), Some(1), "{out:?}");
+    // Without `term`, stdout still says the verdict.
+    assert!(out.stdout.starts_with("FAIL: Phase 1"), "{}", out.stdout);
+    assert!(out_dir.join("report.json").is_file());
+    assert!(out_dir.join("junit.xml").is_file());
+    assert!(!out_dir.join("report.md").exists());
+    assert!(!dir.join("report.json").exists(), "--out moves the files");
+    let hgrm =
+        std::fs::read_to_string(out_dir.join("hgrm/candidate_GET__api_market.hgrm")).unwrap();
+    assert!(
+        hgrm.contains("Value     Percentile TotalCount 1/(1-Percentile)"),
+        "{hgrm}"
+    );
+    assert!(out_dir.join("hgrm/candidate.hgrm").is_file());
+}
+
+#[test]
+fn the_manifest_phase_is_the_default() {
+    let tmp = tempdir();
+    let dir = tmp.path().join("run");
+    fixture::write_run(&dir, &fixture::Spec::default());
+    let out = run(&["report", s(&dir), "--format", "term"]);
+    assert_eq!(out.code(), Some(1), "{out:?}");
+    assert!(out.stdout.contains("phase 1: Phase 1"), "{}", out.stdout);
+}
+
+#[test]
+fn exit_2_for_bad_input_naming_the_file() {
+    let tmp = tempdir();
+    let dir = tmp.path().join("run");
+    fixture::write_run(&dir, &fixture::Spec::default());
+
+    let missing = tmp.path().join("nope");
+    let out = run(&["report", s(&missing)]);
+    assert_eq!(out.code(), Some(2), "{out:?}");
+    assert!(out.stderr.contains(s(&missing)), "{}", out.stderr);
+
+    let empty = tmp.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let out = run(&["report", s(&empty)]);
+    assert_eq!(out.code(), Some(2), "{out:?}");
+    assert!(out.stderr.contains("no manifest.json"), "{}", out.stderr);
+
+    let criteria = tmp.path().join("gates.toml");
+    std::fs::write(
+        &criteria,
+        "[phases.1]\ncriteria = [\n  \"p99 < 1\",\n  \"speed > 3\",\n]\n",
+    )
+    .unwrap();
+    let out = run(&[
+        "report",
+        s(&dir),
+        "--criteria",
+        s(&criteria),
+        "--phase",
+        "1",
+    ]);
+    assert_eq!(out.code(), Some(2), "{out:?}");
+    let e = &out.stderr;
+    assert!(e.contains(&format!("{}:3:", criteria.display())), "{e}");
+    assert!(e.contains(&format!("{}:4:", criteria.display())), "{e}");
+    assert!(
+        e.contains("1us") && e.contains("unknown metric `speed`"),
+        "{e}"
+    );
+
+    let out = run(&["report", s(&dir), "--phase", "9"]);
+    assert_eq!(out.code(), Some(2), "{out:?}");
+    assert!(out.stderr.contains("no phase `9`"), "{}", out.stderr);
+
+    let out = run(&["report", s(&dir), "--format", "pdf"]);
+    assert_eq!(out.code(), Some(2), "{out:?}");
+    assert!(
+        out.stderr.contains("unknown format `pdf`"),
+        "{}",
+        out.stderr
+    );
+
+    let corrupt = tmp.path().join("corrupt");
+    fixture::write_run(&corrupt, &fixture::Spec::default());
+    let counts = corrupt.join("counts.csv");
+    let mut text = std::fs::read_to_string(&counts).unwrap();
+    text.insert_str(text.find('\n').unwrap() + 1, "garbage,line\n");
+    std::fs::write(&counts, text).unwrap();
+    let out = run(&["report", s(&corrupt)]);
+    assert_eq!(out.code(), Some(2), "{out:?}");
+    assert!(out.stderr.contains("counts.csv line 2"), "{}", out.stderr);
+}
+
+#[test]
+fn several_run_directories_make_one_verdict() {
+    let tmp = tempdir();
+    let a = tmp.path().join("gen-0");
+    let b = tmp.path().join("gen-1");
+    let ok = fixture::Spec {
+        candidate_5xx: 0,
+        ..fixture::Spec::default()
+    };
+    fixture::write_run(&a, &ok);
+    fixture::write_run(
+        &b,
+        &fixture::Spec {
+            shard: 1,
+            resources: false,
+            discrepancies: false,
+            ..ok
+        },
+    );
+    let out = run(&[
+        "report",
+        s(&a),
+        s(&b),
+        "--phase",
+        "1",
+        "--format",
+        "term,csv",
+    ]);
+    assert_eq!(out.code(), Some(0), "{out:?}");
+    assert!(out.stdout.contains("5,000"), "{}", out.stdout);
+    let csv = std::fs::read_to_string(a.join("summary.csv")).unwrap();
+    assert!(
+        csv.contains("route,,candidate,GET,/api/market,,,,,,,4000,0,0.0,400.0"),
+        "{csv}"
+    );
+}
