@@ -29,10 +29,16 @@
 //!   rounds and holds one of the two timings), and the achieved rate is computed over our own
 //!   window (Goose divides by whole seconds). Goose's request logs and its own
 //!   coordinated-omission mitigation stay off, and its metrics are not reset mid-run.
-//! - **Warm-up is excluded.** `t0` is set only after every user's `on_start` has connected; the
-//!   ramp and warm-up tickets are sent but not recorded; after the measured window the pacer
-//!   keeps feeding (tail tickets, not recorded) until Goose has stopped every user, so the load
-//!   stays level to the end and no user waits on an empty queue.
+//! - **Warm-up is excluded.** `t0` is set only after every user's `on_start` has connected and
+//!   Goose has reset its metrics; the ramp and warm-up tickets are sent but not recorded. After
+//!   the measured window the pacer feeds 250 ms more (tail tickets, not recorded) so the load
+//!   stays level while the last measured answers come back, then closes the queue: that wakes
+//!   every idle user at once, and a user facing a closed queue sleeps 10 ms per transaction
+//!   (an instant return would spin a core) until Goose stops it — Goose checks its stop signal
+//!   only between transactions. An idle user waits on the queue with no timer (the common
+//!   case costs no timer registration), or with one when a flow's next step is due.
+//! - **Goose's per-request work is kept to one metric**: request metrics per route only;
+//!   transaction and scenario metrics are off (they would double it for the same figures).
 //! - **Generator-limited runs are flagged** (`generator_limited` in the manifest, with the
 //!   reasons), so a failed gate is never blamed on the gateway when the generator was the
 //!   bottleneck. A run is generator-limited when any of these holds:

@@ -53,6 +53,10 @@ pub struct Phases {
     pub window_start: Duration,
     /// End of the measured window.
     pub window_end: Duration,
+    /// The pacer stops (and closes the queue) after issuing tickets up to here: a short tail
+    /// after the window keeps the load level while the last measured requests finish, then
+    /// the closed queue wakes every idle user so Goose can stop them at once.
+    pub feed_until: Duration,
 }
 
 impl Phases {
@@ -222,8 +226,8 @@ fn run(
             seq += 1;
             batch += 1;
             next_off = match offsets.next() {
-                Some(o) => o,
-                None => return stats,
+                Some(o) if o < phases.feed_until => o,
+                _ => return stats,
             };
             next = t0 + next_off;
         }
@@ -252,6 +256,7 @@ mod tests {
         let phases = Phases {
             window_start: Duration::from_millis(10),
             window_end: Duration::from_millis(60),
+            feed_until: Duration::from_secs(3600),
         };
         let (tx, rx) = flume::bounded(10_000);
         let pacer = Pacer::spawn(schedule, phases, tx).unwrap();
@@ -282,6 +287,34 @@ mod tests {
     }
 
     #[test]
+    fn the_queue_closes_after_the_tail() {
+        let schedule = Schedule {
+            rate: 1000.0,
+            arrival: Arrival::Fixed,
+            ramp: Duration::ZERO,
+            phase: 0.0,
+            seed: 0,
+        };
+        let phases = Phases {
+            window_start: Duration::ZERO,
+            window_end: Duration::from_millis(10),
+            feed_until: Duration::from_millis(20),
+        };
+        let (tx, rx) = flume::bounded(1000);
+        let pacer = Pacer::spawn(schedule, phases, tx).unwrap();
+        pacer.start(Instant::now());
+        let mut n = 0;
+        // Bounded by the 20 ms schedule: the queue closes after 20 tickets.
+        while rx.recv_timeout(Duration::from_secs(5)).is_ok() {
+            n += 1;
+        }
+        assert_eq!(n, 20);
+        assert!(rx.is_disconnected());
+        let stats = pacer.stop();
+        assert_eq!(stats.issued, [0, 10, 10]);
+    }
+
+    #[test]
     fn a_full_queue_drops_and_counts() {
         let schedule = Schedule {
             rate: 100_000.0,
@@ -293,6 +326,7 @@ mod tests {
         let phases = Phases {
             window_start: Duration::ZERO,
             window_end: Duration::from_secs(3600),
+            feed_until: Duration::from_secs(3600),
         };
         let (tx, rx) = flume::bounded(10);
         let pacer = Pacer::spawn(schedule, phases, tx).unwrap();
@@ -323,6 +357,7 @@ mod tests {
         let phases = Phases {
             window_start: Duration::ZERO,
             window_end: Duration::from_secs(1),
+            feed_until: Duration::from_secs(1),
         };
         let (tx, _rx) = flume::bounded(1);
         let stats = Pacer::spawn(schedule, phases, tx).unwrap().stop();

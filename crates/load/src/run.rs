@@ -574,6 +574,8 @@ struct PhaseInput<'a> {
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 /// `t0` is this far after the last user is ready, so the first tickets are not already late.
 const T0_LEAD: Duration = Duration::from_millis(5);
+/// How long the pacer keeps feeding after the measured window (not recorded).
+const TAIL: Duration = Duration::from_millis(250);
 /// Goose launches every user within ~50 ms (`increase_rate` = 20 x users per second) and then
 /// resets its metrics; `t0` is not set before this much time after `execute()` started.
 const GOOSE_LAUNCH: Duration = Duration::from_millis(200);
@@ -589,6 +591,7 @@ async fn run_phase(input: PhaseInput<'_>) -> Result<LoadSummary, LoadError> {
     let phases = Phases {
         window_start: s.ramp + s.warmup,
         window_end: s.ramp + s.warmup + s.duration,
+        feed_until: s.ramp + s.warmup + s.duration + TAIL,
     };
     let ticket_rate = plan.ticket_rate / f64::from(shard.count);
     let capacity = s
@@ -681,9 +684,9 @@ async fn run_phase(input: PhaseInput<'_>) -> Result<LoadSummary, LoadError> {
     } else {
         Vec::new()
     };
-    // Goose counts its run time from when every user has launched, a few ms before t0; the
-    // margin covers that, and the pacer keeps feeding until Goose has stopped.
-    let run_time = (phases.window_end + Duration::from_millis(250))
+    // Goose counts its run time from its metrics reset, before t0 (GOOSE_LAUNCH); it must
+    // not stop the users before the tail has been fed and the last answers have come back.
+    let run_time = (phases.feed_until + GOOSE_LAUNCH + Duration::from_millis(500))
         .as_secs_f64()
         .ceil() as u64;
     let attack = build_attack(
@@ -787,6 +790,10 @@ fn build_attack(
     // users launched" to stdout whatever the quiet settings say.)
     // No fixed ports (telnet controller) in a load generator that tests run in parallel.
     config.no_telnet = true;
+    // One Goose metric per request (the request metric, per route) is enough: transaction and
+    // scenario metrics would double Goose's per-request work for the same figures.
+    config.no_transaction_metrics = true;
+    config.no_scenario_metrics = true;
     config.report_file = reports;
     let mut scenario = goose::goose::Scenario::new("load")
         .register_transaction(worker::on_start(Arc::clone(shared)))

@@ -180,8 +180,6 @@ pub(crate) struct GooseReport {
     error: Option<&'static str>,
 }
 
-/// How long an idle user waits for a ticket before returning, so Goose can stop it.
-const IDLE_WAIT: Duration = Duration::from_millis(100);
 /// How long a user sleeps when the queue is closed (the run is over): not an instant `Ok`,
 /// which would spin a core until Goose stops the user.
 const CLOSED_SLEEP: Duration = Duration::from_millis(10);
@@ -251,25 +249,31 @@ impl Worker {
                 return None;
             }
             Err(flume::TryRecvError::Empty) => {
-                let deadline = self
-                    .pending
-                    .iter()
-                    .map(|p| p.due)
-                    .min()
-                    .map_or(Instant::now() + IDLE_WAIT, |d| {
-                        d.min(Instant::now() + IDLE_WAIT)
-                    });
-                tokio::select! {
-                    t = self.shared.rx.recv_async() => match t {
+                match self.pending.iter().map(|p| p.due).min() {
+                    // No timer in the common case: the queue closes at the end of the run,
+                    // which wakes every waiting user.
+                    None => match self.shared.rx.recv_async().await {
                         Ok(t) => t,
                         Err(_) => {
                             tokio::time::sleep(CLOSED_SLEEP).await;
                             return None;
                         }
                     },
-                    () = tokio::time::sleep_until(deadline.into()) => {
-                        let p = self.take_due(Instant::now())?;
-                        return self.send_pending(p).await;
+                    Some(due) => {
+                        tokio::select! {
+                            t = self.shared.rx.recv_async() => match t {
+                                Ok(t) => t,
+                                Err(_) => {
+                                    // Follow-ups of a closed run are not sent.
+                                    tokio::time::sleep(CLOSED_SLEEP).await;
+                                    return None;
+                                }
+                            },
+                            () = tokio::time::sleep_until(due.into()) => {
+                                let p = self.take_due(Instant::now())?;
+                                return self.send_pending(p).await;
+                            }
+                        }
                     }
                 }
             }
