@@ -42,6 +42,8 @@ pub mod defaults {
     pub const HOLD_MAX: usize = 100_000;
     /// How long shutdown lets open requests and shadow requests finish.
     pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+    /// Proxy worker threads (each a single-threaded runtime).
+    pub const WORKERS: usize = 2;
 }
 
 /// The configuration as given (the CLI fills it from flags). `Default` holds the defaults of
@@ -88,6 +90,8 @@ pub struct RawMirrorConfig {
     pub preserve_host: bool,
     /// Shutdown grace period.
     pub shutdown_grace: Duration,
+    /// Proxy worker threads.
+    pub workers: usize,
     /// Version written into the manifest.
     pub tool_version: String,
 }
@@ -115,6 +119,7 @@ impl Default for RawMirrorConfig {
             hold_max: defaults::HOLD_MAX,
             preserve_host: false,
             shutdown_grace: defaults::SHUTDOWN_GRACE,
+            workers: defaults::WORKERS,
             tool_version: env!("CARGO_PKG_VERSION").to_owned(),
         }
     }
@@ -232,6 +237,8 @@ pub struct MirrorConfig {
     pub preserve_host: bool,
     /// Shutdown grace period.
     pub shutdown_grace: Duration,
+    /// Proxy worker threads (each a single-threaded runtime; a connection stays on one).
+    pub workers: NonZeroUsize,
     /// Version written into the manifest.
     pub tool_version: String,
 }
@@ -318,6 +325,8 @@ impl RawMirrorConfig {
         check(failures.is_some(), "breaker-failures", "must be at least 1");
         let queue = NonZeroUsize::new(self.compare_queue);
         check(queue.is_some(), "compare-queue", "must be at least 1");
+        let workers = NonZeroUsize::new(self.workers);
+        check(workers.is_some(), "workers", "must be at least 1");
         if let (Some(p), Some(c)) = (&primary, &candidate)
             && p.authority == c.authority
         {
@@ -334,7 +343,7 @@ impl RawMirrorConfig {
             candidate,
             concurrency,
             failures,
-            queue,
+            (queue, workers),
             problems.is_empty(),
         ) {
             (
@@ -342,7 +351,7 @@ impl RawMirrorConfig {
                 Some(candidate),
                 Some(concurrency),
                 Some(failures),
-                Some(queue),
+                (Some(queue), Some(workers)),
                 true,
             ) => Ok(MirrorConfig {
                 primary,
@@ -367,6 +376,7 @@ impl RawMirrorConfig {
                 interval: self.interval,
                 preserve_host: self.preserve_host,
                 shutdown_grace: self.shutdown_grace,
+                workers,
                 tool_version: self.tool_version,
             }),
             _ => Err(ConfigError { problems }),

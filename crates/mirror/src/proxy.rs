@@ -34,7 +34,8 @@ use crate::shadow::{
 };
 use crate::stats::{RouteHandles, Routes, ShadowEvent, Shards};
 use crate::tee::TeeBody;
-use crate::upstream::{PrimaryError, PrimaryLink};
+use crate::upstream::{PrimaryError, PrimaryLink, Work};
+use tokio::sync::mpsc;
 
 /// What every request handler shares.
 #[derive(Debug)]
@@ -215,6 +216,7 @@ pub(crate) async fn handle(
         }
         Some(request) => Some(Capture {
             request,
+            work: ctx.link.work().clone(),
             headers: rparts.headers.clone(),
             chunks: Vec::new(),
             size: 0,
@@ -269,6 +271,8 @@ pub(crate) enum End {
 #[derive(Debug)]
 pub(crate) struct Capture {
     request: ShadowRequest,
+    /// The client connection task's work queue, where the shadow exchange will run.
+    work: mpsc::UnboundedSender<Work>,
     headers: HeaderMap,
     chunks: Vec<Bytes>,
     size: usize,
@@ -338,16 +342,19 @@ impl Pending {
             return;
         }
         let chunks = c.chunks;
-        shared.shadow.fire(ShadowJob {
-            primary: Captured {
-                status,
-                headers: c.headers,
-                body: concat(chunks.into_iter()),
+        shared.shadow.fire(
+            ShadowJob {
+                primary: Captured {
+                    status,
+                    headers: c.headers,
+                    body: concat(chunks.into_iter()),
+                },
+                request: c.request,
+                handles,
+                seq,
             },
-            request: c.request,
-            handles,
-            seq,
-        });
+            &c.work,
+        );
     }
 }
 

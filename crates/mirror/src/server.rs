@@ -28,7 +28,7 @@ use crate::proxy::{self, ConnCtx, Shared};
 use crate::shadow::{Breaker, Shadow};
 use crate::stats::{Metrics, Routes, Shards, lock};
 use crate::summary::Summary;
-use crate::upstream::{Driver, PrimaryLink, PrimaryTarget, shadow_client};
+use crate::upstream::{Driver, PrimaryLink, PrimaryTarget, ShadowPool, Work};
 
 /// Record shards: a few per worker thread, so two threads rarely share one.
 const SHARDS: usize = 8;
@@ -41,7 +41,7 @@ pub struct Mirror {
     admin_addr: Option<SocketAddr>,
     dir: PathBuf,
     shutdown_tx: watch::Sender<bool>,
-    accept: Option<JoinHandle<()>>,
+    workers: Vec<Worker>,
     admin: Option<JoinHandle<()>>,
     shared: Arc<Shared>,
     state: Arc<Mutex<AnalysisState>>,
@@ -124,13 +124,15 @@ pub async fn start(
 
     let concurrency = config.shadow.concurrency.get();
     let shadow = Arc::new(Shadow {
-        candidate_client: shadow_client(
+        candidate_pool: ShadowPool::new(
+            &config.candidate,
             config.connect_timeout,
             concurrency,
             metrics.connections("candidate"),
         ),
-        secondary_client: config.secondary.as_ref().map(|_| {
-            shadow_client(
+        secondary_pool: config.secondary.as_ref().map(|s| {
+            ShadowPool::new(
+                s,
                 config.connect_timeout,
                 concurrency,
                 metrics.connections("secondary"),
@@ -177,12 +179,29 @@ pub async fn start(
     let _ = shared_cell.set(Arc::clone(&shared));
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let accept = tokio::spawn(accept_loop(
-        listener,
-        Arc::clone(&shared),
-        shutdown_rx.clone(),
-        config.shutdown_grace,
-    ));
+    let listener = listener
+        .into_std()
+        .map_err(|source| MirrorError::Listener {
+            which: "proxy",
+            source,
+        })?;
+    let mut workers = Vec::with_capacity(config.workers.get());
+    for i in 0..config.workers.get() {
+        let l = listener
+            .try_clone()
+            .map_err(|source| MirrorError::Listener {
+                which: "proxy",
+                source,
+            })?;
+        workers.push(Worker::spawn(
+            i,
+            l,
+            Arc::clone(&shared),
+            shutdown_rx.clone(),
+            config.shutdown_grace,
+        )?);
+    }
+    drop(listener);
     let admin = admin.map(|l| {
         tokio::spawn(admin_loop(
             l,
@@ -196,7 +215,7 @@ pub async fn start(
         admin_addr,
         dir: config.out,
         shutdown_tx,
-        accept: Some(accept),
+        workers,
         admin,
         shared,
         state: started.state,
@@ -253,13 +272,18 @@ impl Mirror {
     /// [`MirrorError::Analysis`] when the run directory could not be finished.
     pub async fn shutdown(mut self) -> Result<Summary, MirrorError> {
         let _ = self.shutdown_tx.send(true);
-        if let Some(accept) = self.accept.take() {
-            let _ = accept.await;
+        for w in &mut self.workers {
+            if let Some(done) = w.accepting.take() {
+                let _ = done.await;
+            }
         }
         // Shadow requests in flight end within their timeout; wait for all of them.
         let permits = u32::try_from(self.concurrency).unwrap_or(u32::MAX);
         let wait = self.shadow_timeout + Duration::from_secs(1);
         let _ = tokio::time::timeout(wait, self.shared.shadow.permits.acquire_many(permits)).await;
+        for w in self.workers.drain(..) {
+            w.stop().await;
+        }
         let submitter = self.submitter.clone();
         let stopped = tokio::task::spawn_blocking(move || submitter.stop())
             .await
@@ -281,6 +305,73 @@ impl Drop for Mirror {
         let _ = self.shutdown_tx.send(true);
         if let Some(admin) = self.admin.take() {
             admin.abort();
+        }
+    }
+}
+
+/// One proxy worker: a thread with a single-threaded runtime accepting on the shared
+/// listener. A connection, its primary connection and its shadow exchanges live on one
+/// thread from accept to close, so nothing ever wakes another worker (a multi-threaded
+/// runtime's work stealing cost about twenty context switches per request here).
+#[derive(Debug)]
+struct Worker {
+    /// Resolves when the accept loop has ended and the connections have drained.
+    accepting: Option<tokio::sync::oneshot::Receiver<()>>,
+    /// Tells the thread to stop (after the shadows it runs have ended).
+    exit: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Worker {
+    fn spawn(
+        index: usize,
+        listener: std::net::TcpListener,
+        shared: Arc<Shared>,
+        shutdown: watch::Receiver<bool>,
+        grace: Duration,
+    ) -> Result<Worker, MirrorError> {
+        let (accept_tx, accept_rx) = tokio::sync::oneshot::channel();
+        let (exit_tx, exit_rx) = tokio::sync::oneshot::channel::<()>();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(MirrorError::Thread)?;
+        let thread = std::thread::Builder::new()
+            .name(format!("mirror-worker-{index}"))
+            .spawn(move || {
+                runtime.block_on(async move {
+                    match TcpListener::from_std(listener) {
+                        Ok(l) => accept_loop(l, shared, shutdown, grace).await,
+                        Err(e) => tracing::warn!(error = %e, "a proxy worker could not listen"),
+                    }
+                    let _ = accept_tx.send(());
+                    // Shadows handed to this runtime finish before the thread goes.
+                    let _ = exit_rx.await;
+                });
+            })
+            .map_err(MirrorError::Thread)?;
+        Ok(Worker {
+            accepting: Some(accept_rx),
+            exit: Some(exit_tx),
+            thread: Some(thread),
+        })
+    }
+
+    async fn stop(mut self) {
+        if let Some(exit) = self.exit.take() {
+            let _ = exit.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = tokio::task::spawn_blocking(move || t.join()).await;
+        }
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        // Not stopped through `Mirror::shutdown`: let the thread end on its own.
+        if let Some(exit) = self.exit.take() {
+            let _ = exit.send(());
         }
     }
 }
@@ -326,8 +417,9 @@ async fn accept_loop(
     while conns.join_next().await.is_some() {}
 }
 
-/// One client connection: the hyper server connection and its primary connection's driver
-/// in one task (see `upstream`).
+/// One client connection: the hyper server connection, its primary connection's driver and
+/// its shadow exchanges in one task (see `upstream`). Shadows still running when the client
+/// connection ends are handed to the runtime, so they finish (and are counted) all the same.
 async fn serve_connection(
     shared: Arc<Shared>,
     stream: TcpStream,
@@ -336,7 +428,7 @@ async fn serve_connection(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let _ = stream.set_nodelay(true);
-    let (tx, mut rx) = mpsc::unbounded_channel::<Driver>();
+    let (tx, mut rx) = mpsc::unbounded_channel::<Work>();
     let ip = peer.ip().to_canonical();
     let ctx = Arc::new(ConnCtx {
         link: PrimaryLink::new(Arc::clone(&shared.primary), tx),
@@ -355,18 +447,35 @@ async fn serve_connection(
         .auto_date_header(false)
         .serve_connection(TokioIo::new(stream), svc);
     tokio::pin!(conn);
-    let mut drivers: FuturesUnordered<Driver> = FuturesUnordered::new();
+    let mut upstreams: FuturesUnordered<Driver> = FuturesUnordered::new();
+    let mut shadows: FuturesUnordered<Driver> = FuturesUnordered::new();
     let mut closing = false;
     loop {
         tokio::select! {
             _ = conn.as_mut() => break,
-            Some(d) = rx.recv() => drivers.push(d),
-            Some(()) = drivers.next(), if !drivers.is_empty() => {}
+            Some(w) = rx.recv() => match w {
+                Work::Upstream(d) => upstreams.push(d),
+                Work::Shadow(d) => shadows.push(d),
+            },
+            Some(()) = upstreams.next(), if !upstreams.is_empty() => {}
+            Some(()) = shadows.next(), if !shadows.is_empty() => {}
             _ = shutdown.changed(), if !closing => {
                 closing = true;
                 conn.as_mut().graceful_shutdown();
             }
         }
+    }
+    // The primary connections go with the client's; the shadows are finished elsewhere.
+    // Closed first: anything fired later (a body dropped with the connection) is spawned.
+    drop(upstreams);
+    rx.close();
+    while let Ok(w) = rx.try_recv() {
+        if let Work::Shadow(d) = w {
+            shadows.push(d);
+        }
+    }
+    if !shadows.is_empty() {
+        tokio::spawn(async move { while shadows.next().await.is_some() {} });
     }
 }
 

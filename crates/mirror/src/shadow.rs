@@ -14,16 +14,16 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, StatusCode, Uri};
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use http_body_util::Full;
 use shadowgate_diff::{RouteRule, SampleKey, WritePolicy};
 use shadowgate_record::Outcome;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 use crate::analysis::{AnalysisJob, Submitter};
 use crate::config::Upstream;
-use crate::headers::{X_SHADOWGATE_SHADOW, is_event_stream};
+use crate::headers::X_SHADOWGATE_SHADOW;
 use crate::stats::{Metrics, RouteHandles, ShadowEvent, Shards};
-use crate::upstream::ShadowClient;
+use crate::upstream::{Driver, ExchangeError, ShadowPool, Work};
 
 /// Methods mirrored without an opt-in rule: the safe ones (RFC 9110 §9.2.1) that a gateway
 /// serves. Everything else — PUT and DELETE included, which are idempotent but still writes —
@@ -328,8 +328,8 @@ enum Failure {
 pub(crate) struct Shadow {
     pub candidate: Upstream,
     pub secondary: Option<Upstream>,
-    pub candidate_client: ShadowClient,
-    pub secondary_client: Option<ShadowClient>,
+    pub candidate_pool: ShadowPool,
+    pub secondary_pool: Option<ShadowPool>,
     pub permits: Arc<Semaphore>,
     pub breaker: Breaker,
     pub timeout: Duration,
@@ -341,9 +341,24 @@ pub(crate) struct Shadow {
     pub submitter: Submitter,
 }
 
+/// A shadow request in flight: holds its permit and keeps the in-flight gauge right however
+/// the future ends (completed, or dropped at a forced shutdown).
+struct InFlight {
+    _permit: OwnedSemaphorePermit,
+    metrics: Arc<Metrics>,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.metrics.shadow_in_flight.dec();
+    }
+}
+
 impl Shadow {
     /// Sends the shadow copy of a request whose primary answer is complete, within budget.
-    pub(crate) fn fire(self: &Arc<Self>, job: ShadowJob) {
+    /// The exchange runs in the client connection's task (`work`), which drives it along
+    /// with the connection; if that connection has already gone, on the runtime.
+    pub(crate) fn fire(self: &Arc<Self>, job: ShadowJob, work: &mpsc::UnboundedSender<Work>) {
         let admit = self.breaker.admit();
         if admit == Admit::Open {
             job.handles.count(ShadowEvent::BreakerOpen);
@@ -362,12 +377,20 @@ impl Shadow {
         };
         job.handles.count(ShadowEvent::Sent);
         self.metrics.shadow_in_flight.inc();
+        let guard = InFlight {
+            _permit: permit,
+            metrics: Arc::clone(&self.metrics),
+        };
         let this = Arc::clone(self);
-        tokio::spawn(async move {
+        let shadow: Driver = Box::pin(async move {
             this.run(job, admit).await;
-            drop(permit);
-            this.metrics.shadow_in_flight.dec();
+            drop(guard);
         });
+        if let Err(mpsc::error::SendError(Work::Shadow(f) | Work::Upstream(f))) =
+            work.send(Work::Shadow(shadow))
+        {
+            tokio::spawn(f);
+        }
     }
 
     async fn run(&self, job: ShadowJob, admit: Admit) {
@@ -375,14 +398,14 @@ impl Shadow {
         let write = !is_safe(&job.request.method);
         let candidate = async {
             match candidate_request(rule, &job.request, &self.candidate, self.preserve_host) {
-                Some(req) => send(&self.candidate_client, req, self.timeout, self.body_limit).await,
+                Some(req) => send(&self.candidate_pool, req, self.timeout, self.body_limit).await,
                 None => (Err(Failure::Untranslatable), Duration::ZERO),
             }
         };
         // The secondary (a second primary, for learned noise) only gets what is safe to
         // repeat, untranslated.
         let secondary = async {
-            match (&self.secondary, &self.secondary_client) {
+            match (&self.secondary, &self.secondary_pool) {
                 (Some(u), Some(c)) if !write => {
                     let req = build(
                         job.request.method.clone(),
@@ -544,46 +567,23 @@ fn build(
 
 /// Sends one shadow request and reads its answer whole (up to the limit), within the deadline.
 async fn send(
-    client: &ShadowClient,
+    pool: &ShadowPool,
     req: Request<Full<Bytes>>,
     deadline: Duration,
     limit: usize,
 ) -> (Result<Captured, Failure>, Duration) {
     let start = Instant::now();
-    let exchange = async {
-        let resp = client.request(req).await.map_err(|e| {
-            if e.is_connect() {
-                Failure::Connect
-            } else {
-                Failure::Broken
-            }
-        })?;
-        let (parts, body) = resp.into_parts();
-        if is_event_stream(&parts.headers) {
-            // Streams are compared by a later stage; reading one here would hold the permit
-            // until the deadline.
-            return Ok(Captured {
-                status: parts.status,
-                headers: parts.headers,
-                body: Bytes::new(),
-            });
-        }
-        let body = Limited::new(body, limit).collect().await.map_err(|e| {
-            if e.downcast_ref::<LengthLimitError>().is_some() {
-                Failure::OverLimit(parts.status)
-            } else {
-                Failure::Broken
-            }
-        })?;
-        Ok(Captured {
+    let r = match tokio::time::timeout(deadline, pool.exchange(req, limit)).await {
+        Err(_) => Err(Failure::Timeout),
+        Ok(Ok((parts, body))) => Ok(Captured {
             status: parts.status,
             headers: parts.headers,
-            body: body.to_bytes(),
-        })
+            body,
+        }),
+        Ok(Err(ExchangeError::Connect)) => Err(Failure::Connect),
+        Ok(Err(ExchangeError::Broken)) => Err(Failure::Broken),
+        Ok(Err(ExchangeError::OverLimit(s))) => Err(Failure::OverLimit(s)),
     };
-    let r = tokio::time::timeout(deadline, exchange)
-        .await
-        .unwrap_or(Err(Failure::Timeout));
     (r, start.elapsed())
 }
 

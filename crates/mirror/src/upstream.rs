@@ -12,9 +12,11 @@
 //! (the pooled connection had just closed) is retried once on a fresh connection; one that was
 //! written is not, since it may have had an effect.
 //!
-//! **Candidate (and secondary): a shared keep-alive pool** (hyper-util's legacy client) behind
-//! a counting connector, so connection churn is visible. The pool has no per-host cap of its
-//! own; the shadow permits are the bound.
+//! **Candidate (and secondary): a shared keep-alive pool of self-driven connections**
+//! ([`ShadowPool`]): the shadow future that uses a connection also drives it, so a shadow
+//! exchange costs no task hand-offs either. Connections opened are counted (churn). The pool
+//! keeps at most as many idle connections as there are shadow permits; the permits bound the
+//! total.
 //!
 //! Every connector sets `TCP_NODELAY` and a connect timeout.
 
@@ -22,17 +24,15 @@ use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Request, Response, Uri};
+use http::{Request, Response};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::client::conn::http1;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use prometheus_client::metrics::counter::Counter;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
@@ -41,8 +41,16 @@ use crate::body::ReqBody;
 use crate::config::Upstream;
 use crate::stats::lock;
 
-/// A connection future handed to the client connection's task to drive.
+/// A future handed to the client connection's task to drive.
 pub(crate) type Driver = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Work for the client connection's task besides serving the connection itself.
+pub(crate) enum Work {
+    /// A primary connection's dispatcher (dropped with the client connection).
+    Upstream(Driver),
+    /// A shadow exchange (handed to the runtime if the client connection ends first).
+    Shadow(Driver),
+}
 
 /// Why the primary gave no answer.
 #[derive(Debug)]
@@ -130,16 +138,21 @@ impl PrimaryTarget {
 pub(crate) struct PrimaryLink {
     target: Arc<PrimaryTarget>,
     sender: Mutex<Option<http1::SendRequest<ReqBody>>>,
-    drivers: mpsc::UnboundedSender<Driver>,
+    work: mpsc::UnboundedSender<Work>,
 }
 
 impl PrimaryLink {
-    pub(crate) fn new(target: Arc<PrimaryTarget>, drivers: mpsc::UnboundedSender<Driver>) -> Self {
+    pub(crate) fn new(target: Arc<PrimaryTarget>, work: mpsc::UnboundedSender<Work>) -> Self {
         PrimaryLink {
             target,
             sender: Mutex::new(None),
-            drivers,
+            work,
         }
+    }
+
+    /// The client connection task's work queue.
+    pub(crate) fn work(&self) -> &mpsc::UnboundedSender<Work> {
+        &self.work
     }
 
     /// Sends a request (origin-form URI, `Host` set) and returns the response head.
@@ -192,7 +205,9 @@ impl PrimaryLink {
             // Errors surface through the request future; the connection just ends.
             let _ = conn.await;
         });
-        if let Err(mpsc::error::SendError(driver)) = self.drivers.send(driver) {
+        if let Err(mpsc::error::SendError(Work::Upstream(driver) | Work::Shadow(driver))) =
+            self.work.send(Work::Upstream(driver))
+        {
             // The client connection is going away; let the runtime drive it instead.
             tokio::spawn(driver);
         }
@@ -200,65 +215,198 @@ impl PrimaryLink {
     }
 }
 
-/// Connector of the shadow pools: hyper-util's with `TCP_NODELAY` and a connect timeout, and
-/// a counter of connections opened (churn).
-#[derive(Debug, Clone)]
-pub(crate) struct CountingConnector {
-    inner: HttpConnector,
-    opened: Counter,
+/// An idle shadow connection: both halves, so whoever uses it drives it.
+struct Pooled {
+    sender: http1::SendRequest<Full<Bytes>>,
+    conn: Pin<Box<http1::Connection<TokioIo<TcpStream>, Full<Bytes>>>>,
 }
 
-/// Boxed: hyper-util does not export its connect error type, and connects are rare.
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
-type ConnectFuture = Pin<Box<dyn Future<Output = Result<TokioIo<TcpStream>, BoxError>> + Send>>;
-
-impl tower_service::Service<Uri> for CountingConnector {
-    type Response = TokioIo<TcpStream>;
-    type Error = BoxError;
-    type Future = ConnectFuture;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        tower_service::Service::<Uri>::poll_ready(&mut self.inner, cx).map_err(Into::into)
-    }
-
-    fn call(&mut self, uri: Uri) -> Self::Future {
-        let connecting = tower_service::Service::<Uri>::call(&mut self.inner, uri);
-        let opened = self.opened.clone();
-        Box::pin(async move {
-            let io = connecting.await.map_err(BoxError::from)?;
-            opened.inc();
-            Ok(io)
-        })
+impl std::fmt::Debug for Pooled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pooled").finish_non_exhaustive()
     }
 }
 
-/// The shadow client type (candidate and secondary).
-pub(crate) type ShadowClient = Client<CountingConnector, Full<Bytes>>;
+/// Why a shadow exchange produced no answer.
+#[derive(Debug)]
+pub(crate) enum ExchangeError {
+    /// TCP connect failed or timed out.
+    Connect,
+    /// The connection broke or the answer was not HTTP.
+    Broken,
+    /// The answer came with this status, but its body is over the limit.
+    OverLimit(http::StatusCode),
+}
 
-/// A keep-alive pool for shadow requests.
-pub(crate) fn shadow_client(
+/// A keep-alive pool for shadow requests (candidate, secondary) whose connections are driven
+/// by the task that uses them: a request, its connection's I/O and its answer's body all move
+/// in the one shadow future (itself run by the client connection's task, see `server`), with
+/// no connection task of its own and so no cross-task hand-off. Idle connections are not
+/// polled; one that the upstream closed meanwhile is found dead at checkout (one poll) and
+/// dropped. The pool keeps at most `max_idle`; the shadow permits bound the total.
+#[derive(Debug)]
+pub(crate) struct ShadowPool {
+    host: String,
+    addr: Option<SocketAddr>,
+    port: u16,
     connect_timeout: Duration,
     max_idle: usize,
+    idle: Mutex<Vec<Pooled>>,
     opened: Counter,
-) -> ShadowClient {
-    let mut http = HttpConnector::new();
-    http.set_nodelay(true);
-    // Without it a black-holed candidate holds every shadow permit for the whole shadow
-    // timeout.
-    http.set_connect_timeout(Some(connect_timeout));
-    http.enforce_http(true);
-    let connector = CountingConnector {
-        inner: http,
-        opened,
+}
+
+impl ShadowPool {
+    pub(crate) fn new(
+        u: &Upstream,
+        connect_timeout: Duration,
+        max_idle: usize,
+        opened: Counter,
+    ) -> ShadowPool {
+        ShadowPool {
+            addr: u
+                .host
+                .parse::<IpAddr>()
+                .ok()
+                .map(|ip| SocketAddr::new(ip, u.port)),
+            host: u.host.clone(),
+            port: u.port,
+            connect_timeout,
+            max_idle,
+            idle: Mutex::new(Vec::new()),
+            opened,
+        }
+    }
+
+    async fn connect(&self) -> Result<Pooled, ExchangeError> {
+        let connecting = async {
+            match self.addr {
+                Some(a) => TcpStream::connect(a).await,
+                None => TcpStream::connect((self.host.as_str(), self.port)).await,
+            }
+        };
+        // Without a connect timeout a black-holed candidate would hold every shadow permit
+        // for the whole shadow timeout.
+        let stream = tokio::time::timeout(self.connect_timeout, connecting)
+            .await
+            .map_err(|_| ExchangeError::Connect)?
+            .map_err(|_| ExchangeError::Connect)?;
+        let _ = stream.set_nodelay(true);
+        self.opened.inc();
+        let (sender, conn) = http1::Builder::new()
+            .handshake::<_, Full<Bytes>>(TokioIo::new(stream))
+            .await
+            .map_err(|_| ExchangeError::Broken)?;
+        Ok(Pooled {
+            sender,
+            conn: Box::pin(conn),
+        })
+    }
+
+    /// An idle connection that is still open, or `None`.
+    async fn take_idle(&self) -> Option<Pooled> {
+        // Bounded: each turn removes one connection from the pool.
+        loop {
+            let mut p = lock(&self.idle).pop()?;
+            // One poll: a connection the upstream closed while idle finishes here.
+            let open =
+                std::future::poll_fn(|cx| Poll::Ready(p.conn.as_mut().poll(cx).is_pending())).await;
+            if open && !p.sender.is_closed() {
+                return Some(p);
+            }
+        }
+    }
+
+    fn put_back(&self, p: Pooled) {
+        let mut idle = lock(&self.idle);
+        if idle.len() < self.max_idle {
+            idle.push(p);
+        }
+    }
+
+    /// Sends `req` and reads the answer whole (up to `limit` bytes). The caller bounds it
+    /// with the shadow timeout; a connection dropped mid-exchange is closed, not pooled.
+    pub(crate) async fn exchange(
+        &self,
+        req: Request<Full<Bytes>>,
+        limit: usize,
+    ) -> Result<(http::response::Parts, Bytes), ExchangeError> {
+        let mut req = req;
+        let mut fresh = false;
+        loop {
+            let Pooled {
+                mut sender,
+                mut conn,
+            } = match self.take_idle().await {
+                Some(p) => p,
+                None => {
+                    fresh = true;
+                    self.connect().await?
+                }
+            };
+            let mut conn_done = false;
+            let outcome = {
+                let exchange = exchange_on(&mut sender, req, limit);
+                tokio::pin!(exchange);
+                loop {
+                    tokio::select! {
+                        biased;
+                        r = &mut exchange => break r,
+                        _ = conn.as_mut(), if !conn_done => conn_done = true,
+                    }
+                }
+            };
+            match outcome {
+                Ok(answer) => {
+                    if !conn_done && !sender.is_closed() {
+                        self.put_back(Pooled { sender, conn });
+                    }
+                    return Ok(answer);
+                }
+                // Never written (the pooled connection had just closed): once more, fresh.
+                Err(Attempt::NotSent(r)) if !fresh => req = r,
+                Err(Attempt::NotSent(_)) => return Err(ExchangeError::Broken),
+                Err(Attempt::Failed(e)) => return Err(e),
+            }
+        }
+    }
+}
+
+// The unsent request comes back by value to be sent again; boxing it would cost an
+// allocation on a path that is rare anyway.
+#[allow(clippy::large_enum_variant)]
+enum Attempt {
+    NotSent(Request<Full<Bytes>>),
+    Failed(ExchangeError),
+}
+
+async fn exchange_on(
+    sender: &mut http1::SendRequest<Full<Bytes>>,
+    req: Request<Full<Bytes>>,
+    limit: usize,
+) -> Result<(http::response::Parts, Bytes), Attempt> {
+    use http_body_util::{BodyExt, LengthLimitError, Limited};
+    let resp = match sender.try_send_request(req).await {
+        Ok(r) => r,
+        Err(mut e) => {
+            return Err(match e.take_message() {
+                Some(r) => Attempt::NotSent(r),
+                None => Attempt::Failed(ExchangeError::Broken),
+            });
+        }
     };
-    Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(90))
-        .pool_max_idle_per_host(max_idle)
-        .pool_timer(TokioTimer::new())
-        .timer(TokioTimer::new())
-        // The mirror sets `Host` itself (see the crate docs).
-        .set_host(false)
-        .build(connector)
+    let (parts, body) = resp.into_parts();
+    if crate::headers::is_event_stream(&parts.headers) {
+        // Streams are compared by a later stage; reading one would hold the permit until
+        // the deadline.
+        return Ok((parts, Bytes::new()));
+    }
+    match Limited::new(body, limit).collect().await {
+        Ok(b) => Ok((parts, b.to_bytes())),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
+            Err(Attempt::Failed(ExchangeError::OverLimit(parts.status)))
+        }
+        Err(_) => Err(Attempt::Failed(ExchangeError::Broken)),
+    }
 }
 
 #[cfg(test)]
