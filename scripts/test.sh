@@ -62,6 +62,7 @@ step "system packages"
 need_pkg python3
 need_pip hdrh hdrhistogram   # the record crate's interop test reads .hlog files with it
 need_pkg wrk                 # side-by-side benches only
+need_pkg chromium            # the report crate opens report.html headless and checks a screenshot
 
 if [ -n "${CARGO_TARGET_DIR:-}" ]; then
     echo "CARGO_TARGET_DIR=$CARGO_TARGET_DIR"

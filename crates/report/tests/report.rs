@@ -452,3 +452,130 @@ fn junit_has_the_schemas_required_parts() {
     );
     assert!(xml.contains("<property name=\"criteria\""));
 }
+
+fn write_html(dir: &Path, phase: &str) -> PathBuf {
+    let (r, m) = report_for(&[dir.to_path_buf()], &Criteria::builtin(), phase);
+    let path = dir.join("report.html");
+    let mut f = std::fs::File::create(&path).unwrap();
+    render::html::render(&r, &m, &mut f).unwrap();
+    path
+}
+
+#[test]
+fn html_is_one_self_contained_file() {
+    let (_tmp, dir) = one_run(&fixture::Spec::default());
+    let html = std::fs::read_to_string(write_html(&dir, "overall")).unwrap();
+    assert!(html.starts_with("<!DOCTYPE html>"));
+    // Five charts: spectrum, latency, throughput, CPU, memory.
+    assert_eq!(html.matches("<svg").count(), 5, "charts");
+    assert!(html.contains("Latency by percentile") && html.contains("99.9%"));
+    assert!(html.contains("Resident memory over time"));
+    // Nothing is fetched: no scripts, links, images, imports or remote URLs in attributes.
+    for banned in [
+        "<script", "<link", "<img", "src=", "href=", "@import", "url(",
+    ] {
+        assert!(!html.contains(banned), "found {banned}");
+    }
+    // Collapsible discrepancy groups without script, values escaped.
+    assert_eq!(html.matches("<details").count(), 3);
+    assert!(html.contains("&quot;100.5&quot;"), "JSON sample escaped");
+    assert!(html.contains("class=\"banner fail\""));
+    assert!(html.contains("<td class=\"status fail\">FAIL</td>"));
+}
+
+/// Finds a Chromium binary on PATH.
+fn chromium() -> PathBuf {
+    for name in ["chromium", "chromium-browser", "google-chrome"] {
+        for dir in std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()) {
+            let p = dir.join(name);
+            if p.is_file() {
+                return p;
+            }
+        }
+    }
+    panic!("chromium is not installed: apt-get install -y chromium (scripts/test.sh does)");
+}
+
+#[test]
+fn html_opens_in_headless_chromium_without_errors_and_is_not_blank() {
+    let (tmp, dir) = one_run(&fixture::Spec::default());
+    let html = write_html(&dir, "overall");
+    let png = tmp.path().join("shot.png");
+    let profile = tmp.path().join("profile");
+    let mut child = std::process::Command::new(chromium())
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--enable-logging=stderr",
+            "--v=0",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg(format!("--screenshot={}", png.display()))
+        .arg("--window-size=1280,2000")
+        .arg(format!("file://{}", html.display()))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("chromium did not finish within 120 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(status.success(), "chromium failed: {stderr}");
+    for bad in ["Uncaught", "ERROR:CONSOLE", ":CONSOLE("] {
+        assert!(!stderr.contains(bad), "console message {bad}: {stderr}");
+    }
+
+    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&png).unwrap()));
+    let mut reader = decoder.read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    assert_eq!((info.width, info.height), (1280, 2000));
+    let channels = info.color_type.samples();
+    let pixels = &buf[..info.buffer_size()];
+    // Luminance variance and the share of non-background pixels: a blank or single-colour
+    // page has neither.
+    let lum: Vec<f64> = pixels
+        .chunks(channels * (info.bit_depth as usize / 8).max(1))
+        .map(|p| {
+            let (r, g, b) = (
+                p[0] as f64,
+                p[1.min(p.len() - 1)] as f64,
+                p[2.min(p.len() - 1)] as f64,
+            );
+            0.299 * r + 0.587 * g + 0.114 * b
+        })
+        .collect();
+    let mean = lum.iter().sum::<f64>() / lum.len() as f64;
+    let var = lum.iter().map(|l| (l - mean).powi(2)).sum::<f64>() / lum.len() as f64;
+    let background = lum[0];
+    let drawn = lum
+        .iter()
+        .filter(|l| (*l - background).abs() > 30.0)
+        .count() as f64
+        / lum.len() as f64;
+    assert!(var > 100.0, "screenshot looks blank: variance {var}");
+    assert!(
+        drawn > 0.01,
+        "screenshot looks blank: {drawn} of pixels differ from the background"
+    );
+    if let Ok(keep) = std::env::var("SHADOWGATE_KEEP_SCREENSHOT") {
+        std::fs::copy(&png, keep).unwrap();
+    }
+}
