@@ -106,6 +106,11 @@ pub struct MirrorArgs {
     #[arg(long, value_name = "NAME")]
     pub phase: Option<String>,
 
+    /// Proxy worker threads, each with its own event loop; a client connection, its primary
+    /// connection and its shadow requests stay on one of them.
+    #[arg(long, default_value_t = defaults::WORKERS, value_name = "N")]
+    pub workers: usize,
+
     /// How long a stop lets open requests finish.
     #[arg(long, default_value = "5s", value_name = "D", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,
@@ -180,6 +185,7 @@ pub async fn run(args: MirrorArgs) -> anyhow::Result<ExitCode> {
         breaker_pause: args.breaker_pause,
         preserve_host: args.preserve_host,
         shutdown_grace: args.shutdown_grace,
+        workers: args.workers,
         tool_version: env!("CARGO_PKG_VERSION").to_owned(),
         ..RawMirrorConfig::default()
     }

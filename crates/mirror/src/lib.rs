@@ -36,9 +36,14 @@
 //! fire the shadow). Module `shadow` sends the copy and module `analysis` compares it on a
 //! dedicated thread.
 //!
-//! **Leaner hop.** Each client connection has its own primary connection, driven in the
-//! client connection's task: no pool, no cross-task hand-off on the primary path (module
-//! `upstream`). The candidate uses a shared keep-alive pool whose connections are counted.
+//! **Leaner hop.** The proxy runs on `--workers` threads (default 2), each a single-threaded
+//! runtime accepting on the shared listener, like nginx's workers. A client connection's task
+//! also drives its own primary connection (no pool, no hand-off to a connection task) and its
+//! shadow exchanges, whose candidate connections come from a keep-alive pool of connections
+//! driven by whoever uses them (module `upstream`). So a request, its primary exchange and its
+//! shadow never wake another task or thread; the comparison thread polls its queue instead of
+//! being woken per exchange. Measured on two cores: about 24 context switches per request with
+//! a work-stealing runtime and hyper-util's pooled client, about 3 with this layout.
 //!
 //! **Headers.** Hop-by-hop fields (RFC 9110 §7.6.1: `Connection` and the fields it names,
 //! `Keep-Alive`, `Proxy-Connection`, `TE`, `Transfer-Encoding`, `Upgrade`, plus
