@@ -17,6 +17,9 @@
 //!
 //!   Neither lets the request reach the handler, so a reset `POST` places no order.
 //!   *hang* needs no wrapper: the request future waits for shutdown and then errors out.
+//! - *slow_body* applies to whole bodies only: an event stream is already paced by its events.
+//!   Latency, stalls and terminal faults apply to every route, streams included, except the
+//!   simulator's own `/__sim/stats`.
 //! - **Stall N every M** is aligned on the Unix epoch: a request arriving while
 //!   `(now % M) < N` waits until the window ends. Coordinated-omission tests rely on every
 //!   request in the window being delayed, not a fraction of them.

@@ -55,7 +55,6 @@ mod server;
 mod sse;
 mod util;
 
-pub use body::SimBody;
 pub use config::{ConfigErrors, Differences, Profile, RawSimConfig, SimConfig};
 pub use server::{SimServer, start};
 pub use stats::StatsSnapshot;
