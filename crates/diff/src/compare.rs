@@ -3,10 +3,11 @@
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use similar::{Algorithm, DiffTag, capture_diff_slices};
 
+use crate::doc::{Arena, Doc, Node};
 use crate::labels::{Label, label_pair};
 use crate::normalize::KeySpec;
 use crate::pointer::{Seg, escape_into, write_pointer};
@@ -14,7 +15,7 @@ use crate::redact::Redactor;
 use crate::route::generalize_path;
 use crate::rules::{ArrayMode, CompareRules, Limits, RuleSet};
 use crate::text::{cap, diff_text};
-use crate::value::{Fnv, canonical_hash, num_eq, strict_eq, type_name};
+use crate::value::Fnv;
 
 /// One HTTP response, borrowed.
 #[derive(Debug, Clone, Copy)]
@@ -224,6 +225,8 @@ pub fn compare(rules: &RuleSet, exchange: &Exchange<'_>) -> Comparison {
 pub struct Comparer {
     path: String,
     pattern: String,
+    /// Document storage for the primary and the candidate body.
+    arenas: [Arena; 2],
 }
 
 impl Comparer {
@@ -256,6 +259,7 @@ impl Comparer {
             truncated: false,
             path: &mut self.path,
             pattern: &mut self.pattern,
+            arenas: &mut self.arenas,
         };
         sink.status(exchange.primary.status, exchange.candidate.status);
         sink.headers(exchange.primary.headers, exchange.candidate.headers);
@@ -274,22 +278,23 @@ struct Sink<'r, 'o> {
     truncated: bool,
     path: &'o mut String,
     pattern: &'o mut String,
+    arenas: &'o mut [Arena; 2],
 }
 
 /// A parsed body.
 enum Body<'b> {
     Empty,
-    Json(Value),
+    Json(Doc<'b>),
     Text(&'b str),
     Binary(&'b [u8]),
 }
 
-fn parse_body(bytes: &[u8]) -> Body<'_> {
+fn parse_body<'b>(bytes: &'b [u8], arena: &mut Arena) -> Body<'b> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Body::Empty;
     }
-    if let Ok(v) = serde_json::from_slice::<Value>(bytes) {
-        return Body::Json(v);
+    if let Some(doc) = Doc::parse_in(bytes, arena) {
+        return Body::Json(doc);
     }
     match std::str::from_utf8(bytes) {
         Ok(text) => Body::Text(text),
@@ -297,6 +302,7 @@ fn parse_body(bytes: &[u8]) -> Body<'_> {
     }
 }
 
+/// Length and a short digest of a body compared by size only.
 fn size_value(bytes: &[u8]) -> Value {
     let digest = Sha256::digest(bytes);
     json!({"bytes": bytes.len(), "sha256": hex::encode(&digest[..4])})
@@ -450,15 +456,12 @@ impl Sink<'_, '_> {
         &mut self,
         path: &[Seg<'_>],
         kind: Kind,
-        p: Option<&Value>,
-        c: Option<&Value>,
+        p: Option<Value>,
+        c: Option<Value>,
         detail: Option<String>,
     ) {
-        if !self.room() {
-            return;
-        }
         let class = self.body_class(path);
-        let label = match (kind, p, c) {
+        let label = match (kind, &p, &c) {
             (Kind::Value, Some(p), Some(c)) if self.rules.labels => {
                 label_pair(last_key(path), p, c)
             }
@@ -468,8 +471,8 @@ impl Sink<'_, '_> {
         let secret = path
             .iter()
             .any(|s| matches!(s, Seg::Key(k) if self.redactor.is_secret_field(k)));
-        let prepare = |v: Option<&Value>| {
-            let mut v = v.cloned().unwrap_or(Value::Null);
+        let prepare = |v: Option<Value>| {
+            let mut v = v.unwrap_or(Value::Null);
             if secret {
                 self.redactor.tokenize(&mut v);
             } else {
@@ -505,8 +508,8 @@ impl Sink<'_, '_> {
     fn side_value(&self, body: &Body<'_>) -> Value {
         match body {
             Body::Empty => Value::Null,
-            Body::Json(v) => {
-                let mut v = v.clone();
+            Body::Json(doc) => {
+                let mut v = doc.to_value(doc.root());
                 self.redactor.redact_value(&mut v);
                 v
             }
@@ -529,38 +532,51 @@ impl Sink<'_, '_> {
             }
             return;
         }
-        let mut p = parse_body(pb);
-        let mut c = parse_body(cb);
-        if let Body::Json(v) = &mut p {
-            rules.primary.apply(v);
+        let [pa, ca] = &mut *self.arenas;
+        let mut p = parse_body(pb, pa);
+        let mut c = parse_body(cb, ca);
+        if let Body::Json(doc) = &mut p {
+            doc.normalize(&rules.primary);
         }
-        if let Body::Json(v) = &mut c {
-            rules.candidate.apply(v);
+        if let Body::Json(doc) = &mut c {
+            doc.normalize(&rules.candidate);
         }
-        match (&p, &c) {
-            (Body::Json(pv), Body::Json(cv)) => {
+        self.bodies(&p, &c, pb, cb);
+        if let Body::Json(doc) = p {
+            doc.recycle(&mut self.arenas[0]);
+        }
+        if let Body::Json(doc) = c {
+            doc.recycle(&mut self.arenas[1]);
+        }
+    }
+
+    fn bodies(&mut self, p: &Body<'_>, c: &Body<'_>, pb: &[u8], cb: &[u8]) {
+        match (p, c) {
+            (Body::Json(pd), Body::Json(cd)) => {
                 let mut walk = Walk {
                     sink: self,
+                    p: pd,
+                    c: cd,
                     stack: Vec::with_capacity(16),
                     notes: Vec::new(),
                 };
-                walk.value(pv, cv);
+                walk.value(pd.root(), cd.root());
             }
             (Body::Empty, Body::Empty) => {}
             (Body::Json(_), Body::Empty) => {
-                let v = self.side_value(&p);
+                let v = self.side_value(p);
                 self.whole(Kind::Missing, v, Value::Null, None);
             }
             (Body::Empty, Body::Json(_)) => {
-                let v = self.side_value(&c);
+                let v = self.side_value(c);
                 self.whole(Kind::Extra, Value::Null, v, None);
             }
             (Body::Json(_), _) | (_, Body::Json(_)) => {
-                let (pv, cv) = (self.side_value(&p), self.side_value(&c));
+                let (pv, cv) = (self.side_value(p), self.side_value(c));
                 let detail = format!(
                     "primary body is {}, candidate body is {}",
-                    describe(&p),
-                    describe(&c)
+                    describe(p),
+                    describe(c)
                 );
                 self.whole(Kind::Type, pv, cv, Some(detail));
             }
@@ -571,8 +587,8 @@ impl Sink<'_, '_> {
                 }
             }
             (Body::Text(_) | Body::Empty, Body::Text(_) | Body::Empty) => {
-                let pt = if let Body::Text(t) = p { t } else { "" };
-                let ct = if let Body::Text(t) = c { t } else { "" };
+                let pt = if let Body::Text(t) = p { *t } else { "" };
+                let ct = if let Body::Text(t) = c { *t } else { "" };
                 match diff_text(pt, ct, self.limits) {
                     Some(out) => {
                         let removed = self.excerpt(&out.removed);
@@ -597,7 +613,17 @@ impl Sink<'_, '_> {
 fn describe(body: &Body<'_>) -> String {
     match body {
         Body::Empty => "empty".to_owned(),
-        Body::Json(v) => format!("JSON {}", type_name(v)),
+        Body::Json(doc) => {
+            let t = match doc.node(doc.root()) {
+                Node::Null => "null",
+                Node::Bool(_) => "boolean",
+                Node::Num(_) => "number",
+                Node::Str(_) => "string",
+                Node::Arr { .. } => "array",
+                Node::Obj { .. } => "object",
+            };
+            format!("JSON {t}")
+        }
         Body::Text(_) => "text".to_owned(),
         Body::Binary(_) => "binary".to_owned(),
     }
@@ -611,30 +637,40 @@ fn last_key<'p>(path: &[Seg<'p>]) -> Option<&'p str> {
     })
 }
 
-/// The note added to differences inside a keyed array element.
-struct Note<'v> {
+/// The note added to differences inside a keyed array element: which key, and where its
+/// value is.
+struct Note<'v, 'd> {
     key: &'v KeySpec,
-    value: &'v Value,
+    doc: &'v Doc<'d>,
+    node: u32,
 }
 
-/// The recursive walk over two normalized JSON values.
-struct Walk<'s, 'r, 'o, 'v> {
+/// The recursive walk over two normalized documents.
+struct Walk<'s, 'r, 'o, 'v, 'd> {
     sink: &'s mut Sink<'r, 'o>,
+    p: &'v Doc<'d>,
+    c: &'v Doc<'d>,
     stack: Vec<Seg<'v>>,
-    notes: Vec<Note<'v>>,
+    notes: Vec<Note<'v, 'd>>,
 }
 
-/// Orders with fewer elements are listed whole; longer ones are cut here.
+/// Order differences list at most this many indices.
 const MAX_ORDER_LIST: usize = 64;
 
-impl<'r: 'v, 'v> Walk<'_, 'r, '_, 'v> {
+impl<'r: 'v, 'v, 'd> Walk<'_, 'r, '_, 'v, 'd> {
     fn full(&self) -> bool {
         self.sink.truncated
     }
 
-    fn emit(&mut self, kind: Kind, p: Option<&Value>, c: Option<&Value>) {
+    /// Reports a difference at the current path; values are built only now.
+    fn emit(&mut self, kind: Kind, p: Option<u32>, c: Option<u32>) {
+        if !self.sink.room() {
+            return;
+        }
         let detail = self.detail();
-        self.sink.at(&self.stack, kind, p, c, detail);
+        let pv = p.map(|i| self.p.to_value(i));
+        let cv = c.map(|i| self.c.to_value(i));
+        self.sink.at(&self.stack, kind, pv, cv, detail);
     }
 
     fn detail(&self) -> Option<String> {
@@ -648,73 +684,87 @@ impl<'r: 'v, 'v> Walk<'_, 'r, '_, 'v> {
             }
             out.push_str(note.key.as_str());
             out.push('=');
-            let mut v = note.value.clone();
+            let mut v = note.doc.to_value(note.node);
             let field = match note.key {
                 KeySpec::Field(f) => f.as_str(),
                 KeySpec::Pointer(p) => p.segments().last().map_or("", String::as_str),
             };
             if self.sink.redactor.is_secret_field(field) {
                 self.sink.redactor.tokenize(&mut v);
+            } else {
+                self.sink.redactor.redact_value(&mut v);
             }
             out.push_str(&v.to_string());
         }
         Some(out)
     }
 
-    fn value(&mut self, p: &'v Value, c: &'v Value) {
+    fn value(&mut self, pi: u32, ci: u32) {
         if self.full() {
             return;
         }
-        match (p, c) {
-            (Value::Object(a), Value::Object(b)) => self.object(a, b),
-            (Value::Array(a), Value::Array(b)) => self.array(a, b),
-            (Value::Number(x), Value::Number(y)) => {
-                if num_eq(x, y) {
+        let (p, c) = (self.p, self.c);
+        match (p.node(pi), c.node(ci)) {
+            (Node::Obj { .. }, Node::Obj { .. }) => self.object(pi, ci),
+            (Node::Arr { start: ps, len: pl }, Node::Arr { start: cs, len: cl }) => {
+                self.array(p.items(ps, pl), c.items(cs, cl));
+            }
+            (Node::Num(x), Node::Num(y)) => {
+                if x.same(y) {
                     return;
                 }
                 let rules = self.sink.rules;
-                if rules.has_tolerance() {
-                    let tol = rules.tolerance_for(&self.stack);
-                    if let (Some(a), Some(b)) = (x.as_f64(), y.as_f64())
-                        && tol.accepts(a, b)
-                    {
-                        return;
-                    }
+                if rules.has_tolerance()
+                    && rules.tolerance_for(&self.stack).accepts(x.f64(), y.f64())
+                {
+                    return;
                 }
-                self.emit(Kind::Value, Some(p), Some(c));
+                self.emit(Kind::Value, Some(pi), Some(ci));
             }
-            (Value::String(x), Value::String(y)) => {
+            (Node::Str(x), Node::Str(y)) => {
+                if p.text(x) != c.text(y) {
+                    self.emit(Kind::Value, Some(pi), Some(ci));
+                }
+            }
+            (Node::Bool(x), Node::Bool(y)) => {
                 if x != y {
-                    self.emit(Kind::Value, Some(p), Some(c));
+                    self.emit(Kind::Value, Some(pi), Some(ci));
                 }
             }
-            (Value::Bool(x), Value::Bool(y)) => {
-                if x != y {
-                    self.emit(Kind::Value, Some(p), Some(c));
-                }
-            }
-            (Value::Null, Value::Null) => {}
-            _ => self.emit(Kind::Type, Some(p), Some(c)),
+            (Node::Null, Node::Null) => {}
+            _ => self.emit(Kind::Type, Some(pi), Some(ci)),
         }
     }
 
-    fn object(&mut self, a: &'v Map<String, Value>, b: &'v Map<String, Value>) {
-        for (k, pv) in a {
+    fn object(&mut self, pi: u32, ci: u32) {
+        let (p, c) = (self.p, self.c);
+        // Large objects get a sorted index so member lookup is not quadratic.
+        let c_index = c.index(ci);
+        let p_index = p.index(pi);
+        let mut matched = 0;
+        for (slot, k, pv) in p.member_slots(pi) {
             if self.full() {
                 return;
             }
             self.stack.push(Seg::Key(k));
-            match b.get(k) {
-                Some(cv) => self.value(pv, cv),
+            match c.lookup(ci, c_index.as_deref(), k, slot) {
+                Some(cv) => {
+                    matched += 1;
+                    self.value(pv, cv);
+                }
                 None => self.emit(Kind::Missing, Some(pv), None),
             }
             self.stack.pop();
         }
-        for (k, cv) in b {
+        if matched == c.live_count(ci) {
+            // Every candidate member had a primary counterpart: nothing extra.
+            return;
+        }
+        for (slot, k, cv) in c.member_slots(ci) {
             if self.full() {
                 return;
             }
-            if !a.contains_key(k) {
+            if p.lookup(pi, p_index.as_deref(), k, slot).is_none() {
                 self.stack.push(Seg::Key(k));
                 self.emit(Kind::Extra, None, Some(cv));
                 self.stack.pop();
@@ -728,7 +778,7 @@ impl<'r: 'v, 'v> Walk<'_, 'r, '_, 'v> {
         self.stack.pop();
     }
 
-    fn array(&mut self, a: &'v [Value], b: &'v [Value]) {
+    fn array(&mut self, a: &'v [u32], b: &'v [u32]) {
         let rules = self.sink.rules;
         match rules.array_mode(&self.stack) {
             ArrayMode::Positional => self.positional(a, b),
@@ -737,15 +787,16 @@ impl<'r: 'v, 'v> Walk<'_, 'r, '_, 'v> {
         }
     }
 
-    fn positional(&mut self, a: &'v [Value], b: &'v [Value]) {
-        if a.len() == b.len() && a.iter().zip(b).all(|(x, y)| strict_eq(x, y)) {
+    fn positional(&mut self, a: &'v [u32], b: &'v [u32]) {
+        let (p, c) = (self.p, self.c);
+        if a.len() == b.len() && a.iter().zip(b).all(|(&x, &y)| p.same(x, c, y)) {
             return;
         }
-        let ha: Vec<u64> = a.iter().map(canonical_hash).collect();
-        let hb: Vec<u64> = b.iter().map(canonical_hash).collect();
+        let ha: Vec<u64> = a.iter().map(|&x| p.hash(x)).collect();
+        let hb: Vec<u64> = b.iter().map(|&y| c.hash(y)).collect();
         if ha == hb {
             // Equal hashes yet not strictly equal: tolerance or a hash collision; pair up.
-            for (i, (x, y)) in a.iter().zip(b).enumerate() {
+            for (i, (&x, &y)) in a.iter().zip(b).enumerate() {
                 self.at_index(i, |w| w.value(x, y));
             }
             return;
@@ -768,31 +819,31 @@ impl<'r: 'v, 'v> Walk<'_, 'r, '_, 'v> {
             match tag {
                 DiffTag::Equal => {
                     for (i, j) in old.zip(new) {
-                        if !strict_eq(&a[i], &b[j]) {
-                            self.at_index(i, |w| w.value(&a[i], &b[j]));
+                        if !p.same(a[i], c, b[j]) {
+                            self.at_index(i, |w| w.value(a[i], b[j]));
                         }
                     }
                 }
                 DiffTag::Delete => {
                     for i in old {
-                        self.at_index(i, |w| w.emit(Kind::Missing, Some(&a[i]), None));
+                        self.at_index(i, |w| w.emit(Kind::Missing, Some(a[i]), None));
                     }
                 }
                 DiffTag::Insert => {
                     for j in new {
-                        self.at_index(j, |w| w.emit(Kind::Extra, None, Some(&b[j])));
+                        self.at_index(j, |w| w.emit(Kind::Extra, None, Some(b[j])));
                     }
                 }
                 DiffTag::Replace => {
                     let paired = old.len().min(new.len());
                     for (i, j) in old.clone().zip(new.clone()) {
-                        self.at_index(i, |w| w.value(&a[i], &b[j]));
+                        self.at_index(i, |w| w.value(a[i], b[j]));
                     }
                     for i in old.skip(paired) {
-                        self.at_index(i, |w| w.emit(Kind::Missing, Some(&a[i]), None));
+                        self.at_index(i, |w| w.emit(Kind::Missing, Some(a[i]), None));
                     }
                     for j in new.skip(paired) {
-                        self.at_index(j, |w| w.emit(Kind::Extra, None, Some(&b[j])));
+                        self.at_index(j, |w| w.emit(Kind::Extra, None, Some(b[j])));
                     }
                 }
             }
@@ -803,6 +854,9 @@ impl<'r: 'v, 'v> Walk<'_, 'r, '_, 'v> {
     /// primary indices `[0, 1, …]`; `candidate` lists, per candidate position, which primary
     /// element sits there.
     fn order(&mut self, ha: &[u64], hb: &[u64]) {
+        if !self.sink.room() {
+            return;
+        }
         let mut used = vec![false; ha.len()];
         let mut perm = Vec::with_capacity(hb.len().min(MAX_ORDER_LIST));
         for h in hb.iter().take(MAX_ORDER_LIST) {
@@ -816,58 +870,52 @@ impl<'r: 'v, 'v> Walk<'_, 'r, '_, 'v> {
             .map(|i| json!(i))
             .collect();
         let detail = self.detail();
-        if self.sink.room() {
-            // Indices are not secrets; bypass value redaction but keep classification.
-            let class = self.sink.body_class(&self.stack);
-            write_pointer(self.sink.path, &self.stack, false);
-            write_pointer(self.sink.pattern, &self.stack, true);
-            self.sink.push(
-                Kind::Order,
-                class,
-                None,
-                Value::Array(primary),
-                Value::Array(perm),
-                detail,
-            );
-        }
+        // Indices are not secrets, and labels do not apply to an order.
+        self.sink.at(
+            &self.stack,
+            Kind::Order,
+            Some(Value::Array(primary)),
+            Some(Value::Array(perm)),
+            detail,
+        );
     }
 
-    fn keyed(&mut self, a: &'v [Value], b: &'v [Value], key: &'v KeySpec) {
-        let ka: Vec<Option<(u64, &'v Value)>> = a
-            .iter()
-            .map(|e| key.get(e).map(|k| (canonical_hash(k), k)))
-            .collect();
-        let kb: Vec<Option<(u64, &'v Value)>> = b
-            .iter()
-            .map(|e| key.get(e).map(|k| (canonical_hash(k), k)))
-            .collect();
+    fn keyed(&mut self, a: &'v [u32], b: &'v [u32], key: &'v KeySpec) {
+        let (p, c) = (self.p, self.c);
+        let ka: Vec<Option<u32>> = a.iter().map(|&e| p.key_of(e, key)).collect();
+        let kb: Vec<Option<u32>> = b.iter().map(|&e| c.key_of(e, key)).collect();
         let mut index: Vec<(u64, usize)> = kb
             .iter()
             .enumerate()
-            .filter_map(|(j, k)| k.map(|(h, _)| (h, j)))
+            .filter_map(|(j, k)| k.map(|k| (c.hash(k), j)))
             .collect();
         index.sort_unstable();
         let mut used = vec![false; b.len()];
         let mut keyless_a = Vec::new();
-        for (i, pe) in a.iter().enumerate() {
+        for (i, &pe) in a.iter().enumerate() {
             if self.full() {
                 return;
             }
-            let Some((h, kv)) = ka[i] else {
+            let Some(kv) = ka[i] else {
                 keyless_a.push(i);
                 continue;
             };
+            let h = p.hash(kv);
             let start = index.partition_point(|&(x, _)| x < h);
             let found = index[start..]
                 .iter()
                 .take_while(|&&(x, _)| x == h)
                 .map(|&(_, j)| j)
-                .find(|&j| !used[j] && kb[j].is_some_and(|(_, k)| strict_eq(k, kv)));
-            self.notes.push(Note { key, value: kv });
+                .find(|&j| !used[j] && kb[j].is_some_and(|k| p.same(kv, c, k)));
+            self.notes.push(Note {
+                key,
+                doc: p,
+                node: kv,
+            });
             match found {
                 Some(j) => {
                     used[j] = true;
-                    self.at_index(i, |w| w.value(pe, &b[j]));
+                    self.at_index(i, |w| w.value(pe, b[j]));
                 }
                 None => self.at_index(i, |w| w.emit(Kind::Missing, Some(pe), None)),
             }
@@ -877,50 +925,52 @@ impl<'r: 'v, 'v> Walk<'_, 'r, '_, 'v> {
         let keyless_b: Vec<usize> = (0..b.len()).filter(|&j| kb[j].is_none()).collect();
         for (n, &i) in keyless_a.iter().enumerate() {
             match keyless_b.get(n) {
-                Some(&j) => self.at_index(i, |w| w.value(&a[i], &b[j])),
-                None => self.at_index(i, |w| w.emit(Kind::Missing, Some(&a[i]), None)),
+                Some(&j) => self.at_index(i, |w| w.value(a[i], b[j])),
+                None => self.at_index(i, |w| w.emit(Kind::Missing, Some(a[i]), None)),
             }
         }
         for &j in keyless_b.iter().skip(keyless_a.len()) {
-            self.at_index(j, |w| w.emit(Kind::Extra, None, Some(&b[j])));
+            self.at_index(j, |w| w.emit(Kind::Extra, None, Some(b[j])));
         }
-        for (j, ce) in b.iter().enumerate() {
+        for (j, &ce) in b.iter().enumerate() {
             if self.full() {
                 return;
             }
-            if let (false, Some((_, kv))) = (used[j], kb[j]) {
-                self.notes.push(Note { key, value: kv });
+            if let (false, Some(kv)) = (used[j], kb[j]) {
+                self.notes.push(Note {
+                    key,
+                    doc: c,
+                    node: kv,
+                });
                 self.at_index(j, |w| w.emit(Kind::Extra, None, Some(ce)));
                 self.notes.pop();
             }
         }
     }
 
-    fn unordered(&mut self, a: &'v [Value], b: &'v [Value]) {
-        let mut index: Vec<(u64, usize)> = b
-            .iter()
-            .enumerate()
-            .map(|(j, e)| (canonical_hash(e), j))
-            .collect();
+    fn unordered(&mut self, a: &'v [u32], b: &'v [u32]) {
+        let (p, c) = (self.p, self.c);
+        let mut index: Vec<(u64, usize)> =
+            b.iter().enumerate().map(|(j, &e)| (c.hash(e), j)).collect();
         index.sort_unstable();
         let mut used = vec![false; b.len()];
-        for (i, pe) in a.iter().enumerate() {
+        for (i, &pe) in a.iter().enumerate() {
             if self.full() {
                 return;
             }
-            let h = canonical_hash(pe);
+            let h = p.hash(pe);
             let start = index.partition_point(|&(x, _)| x < h);
             let found = index[start..]
                 .iter()
                 .take_while(|&&(x, _)| x == h)
                 .map(|&(_, j)| j)
-                .find(|&j| !used[j] && strict_eq(pe, &b[j]));
+                .find(|&j| !used[j] && p.same(pe, c, b[j]));
             match found {
                 Some(j) => used[j] = true,
                 None => self.at_index(i, |w| w.emit(Kind::Missing, Some(pe), None)),
             }
         }
-        for (j, ce) in b.iter().enumerate() {
+        for (j, &ce) in b.iter().enumerate() {
             if !used[j] {
                 self.at_index(j, |w| w.emit(Kind::Extra, None, Some(ce)));
             }
@@ -933,6 +983,7 @@ mod tests {
     use super::*;
     use crate::redact::redaction_token;
     use crate::rules::RawRuleSet;
+    use serde_json::Map;
     use serde_json::json;
 
     const JSON: &[(&str, &[u8])] = &[("Content-Type", b"application/json")];
@@ -1529,24 +1580,8 @@ mod tests {
 
     mod props {
         use super::*;
+        use crate::testutil::arb_json;
         use proptest::prelude::*;
-
-        fn arb_json() -> impl Strategy<Value = Value> {
-            let leaf = prop_oneof![
-                Just(Value::Null),
-                any::<bool>().prop_map(Value::Bool),
-                any::<i64>().prop_map(|n| json!(n)),
-                (-1.0e9..1.0e9f64).prop_map(|f| json!(f)),
-                "[a-z0-9_]{0,8}".prop_map(Value::String),
-            ];
-            leaf.prop_recursive(4, 48, 6, |inner| {
-                prop_oneof![
-                    proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
-                    proptest::collection::btree_map("[a-z_]{1,6}", inner, 0..6)
-                        .prop_map(|m| Value::Object(m.into_iter().collect())),
-                ]
-            })
-        }
 
         proptest! {
             #[test]

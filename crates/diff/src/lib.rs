@@ -100,6 +100,7 @@
 #![warn(missing_docs)]
 
 mod compare;
+mod doc;
 mod error;
 mod labels;
 mod noise;
@@ -110,6 +111,9 @@ mod route;
 mod rules;
 mod text;
 mod value;
+
+#[cfg(test)]
+mod testutil;
 
 pub use compare::{
     Class, Comparer, Comparison, Difference, Exchange, Kind, Outcome, Response, Signature, compare,

@@ -73,6 +73,8 @@ fn value_token(value: &Value) -> Value {
 pub struct Redactor {
     headers: Vec<String>,
     fields: Vec<String>,
+    /// `fields` lower-cased without `_`/`-`, for the fast matcher.
+    squashed: Vec<Vec<u8>>,
 }
 
 impl Default for Redactor {
@@ -94,6 +96,7 @@ impl Redactor {
         let mut r = Self {
             headers: headers.into_iter().map(|h| lower(h.as_ref())).collect(),
             fields: fields.into_iter().map(|f| lower(f.as_ref())).collect(),
+            squashed: Vec::new(),
         };
         r.headers.retain(|h| !h.is_empty());
         r.fields.retain(|f| !f.is_empty());
@@ -101,6 +104,16 @@ impl Redactor {
         r.headers.dedup();
         r.fields.sort();
         r.fields.dedup();
+        r.squashed = r
+            .fields
+            .iter()
+            .map(|f| {
+                f.bytes()
+                    .filter(|c| *c != b'_' && *c != b'-')
+                    .collect::<Vec<u8>>()
+            })
+            .filter(|f| !f.is_empty())
+            .collect();
         r
     }
 
@@ -144,7 +157,38 @@ impl Redactor {
 
     /// Whether a body field of this name is a secret.
     pub fn is_secret_field(&self, name: &str) -> bool {
-        self.fields.iter().any(|f| field_matches(name, f))
+        // Called for every key on a reported path, so it avoids allocating: the name is
+        // squashed (lower-case, no separators) into a stack buffer, with a bit per position
+        // where a word starts (after `_`/`-`, or at a camelCase hump).
+        const CAP: usize = 64;
+        let mut buf = [0u8; CAP];
+        let mut starts: u64 = 0;
+        let mut n = 0;
+        let mut after_sep = true;
+        let mut prev_lower = false;
+        for &c in name.as_bytes() {
+            if c == b'_' || c == b'-' {
+                after_sep = true;
+                prev_lower = false;
+                continue;
+            }
+            if n == CAP {
+                return self.fields.iter().any(|f| field_matches(name, f));
+            }
+            if after_sep || c.is_ascii_uppercase() && prev_lower {
+                starts |= 1 << n;
+            }
+            buf[n] = c.to_ascii_lowercase();
+            prev_lower = c.is_ascii_lowercase();
+            after_sep = false;
+            n += 1;
+        }
+        let name = &buf[..n];
+        self.squashed.iter().any(|p| {
+            name.len() >= p.len()
+                && name.ends_with(p)
+                && starts & (1 << (name.len() - p.len())) != 0
+        })
     }
 
     /// The token that replaces a header's value, or `None` when the header is not secret.
@@ -376,8 +420,26 @@ mod tests {
             "secret_version",
             "passwords_count",
             "user_id",
+            "mytoken",
+            "",
         ] {
             assert!(!r.is_secret_field(plain), "{plain}");
+        }
+        // The fast matcher agrees with the plain one, also past its buffer.
+        let long = format!("{}_password", "x".repeat(80));
+        for name in [
+            "a__password",
+            "Password",
+            "jwtSECRET",
+            "xApiKey",
+            "api-key",
+            "tokenX",
+            &long,
+            "é_token",
+            "mytoken",
+        ] {
+            let slow = r.fields.iter().any(|f| field_matches(name, f));
+            assert_eq!(r.is_secret_field(name), slow, "{name}");
         }
         assert!(r.is_secret_header("Authorization"));
         assert!(r.is_secret_header("set-cookie"));

@@ -1,4 +1,5 @@
-//! Value helpers: numeric-aware equality, canonical hashing and ordering, stable FNV-1a.
+//! `Value` helpers (for the public `Normalization` on request bodies): numeric-aware
+//! equality and ordering, plus the stable FNV-1a used for signatures.
 //!
 //! `serde_json` keeps `42000` and `42000.0` as different `Value`s; VeloZ's two gateways print
 //! the same number both ways (veloz-api §8), so everything here compares numbers by value.
@@ -37,78 +38,6 @@ pub(crate) fn strict_eq(a: &Value, b: &Value) -> bool {
                     .all(|(k, v)| y.get(k).is_some_and(|w| strict_eq(v, w)))
         }
         _ => false,
-    }
-}
-
-/// A fast in-process hasher (multiply-rotate, the FxHash scheme). Not stable across versions:
-/// only used to match array elements within one comparison.
-struct Mix(u64);
-
-const MIX_K: u64 = 0x51_7c_c1_b7_27_22_0a_95;
-
-impl Mix {
-    fn word(&mut self, w: u64) {
-        self.0 = (self.0.rotate_left(5) ^ w).wrapping_mul(MIX_K);
-    }
-
-    fn bytes(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for chunk in &mut chunks {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(chunk);
-            self.word(u64::from_le_bytes(w));
-        }
-        let rest = chunks.remainder();
-        let mut w = [0u8; 8];
-        w[..rest.len()].copy_from_slice(rest);
-        self.word(u64::from_le_bytes(w));
-        self.word(bytes.len() as u64);
-    }
-}
-
-/// Hash of a value's canonical form: numbers by value, object keys in any order.
-pub(crate) fn canonical_hash(v: &Value) -> u64 {
-    let mut h = Mix(0);
-    hash_into(v, &mut h);
-    h.0
-}
-
-fn hash_into(v: &Value, h: &mut Mix) {
-    match v {
-        Value::Null => h.word(1),
-        Value::Bool(b) => h.word(2 + u64::from(*b)),
-        Value::Number(n) => {
-            h.word(4);
-            let f = n.as_f64().unwrap_or(0.0);
-            // -0.0 == 0.0 numerically, so they must hash alike.
-            let f = if f == 0.0 { 0.0 } else { f };
-            h.word(f.to_bits());
-        }
-        Value::String(s) => {
-            h.word(5);
-            h.bytes(s.as_bytes());
-        }
-        Value::Array(items) => {
-            h.word(6);
-            for item in items {
-                hash_into(item, h);
-            }
-            h.word(items.len() as u64);
-        }
-        Value::Object(map) => {
-            h.word(7);
-            // Sum of per-entry hashes: independent of key order, so this is right whether or
-            // not serde_json's `preserve_order` feature is on somewhere in the build.
-            let mut sum = 0u64;
-            for (k, val) in map {
-                let mut e = Mix(0);
-                e.bytes(k.as_bytes());
-                hash_into(val, &mut e);
-                sum = sum.wrapping_add(e.0);
-            }
-            h.word(sum);
-            h.word(map.len() as u64);
-        }
     }
 }
 
@@ -171,18 +100,6 @@ impl Fnv {
     }
 }
 
-/// Short description of a value's JSON type, for messages.
-pub(crate) fn type_name(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "boolean",
-        Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::Array(_) => "array",
-        Value::Object(_) => "object",
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -195,20 +112,6 @@ mod tests {
         assert!(!strict_eq(&json!(1), &json!("1")));
         assert!(!strict_eq(&json!(u64::MAX), &json!(u64::MAX - 1)));
         assert!(strict_eq(&json!(-0.0), &json!(0)));
-        assert_eq!(
-            canonical_hash(&json!(42000)),
-            canonical_hash(&json!(42000.0))
-        );
-        assert_eq!(canonical_hash(&json!(-0.0)), canonical_hash(&json!(0)));
-        assert_ne!(
-            canonical_hash(&json!([1, 2])),
-            canonical_hash(&json!([2, 1]))
-        );
-        assert_ne!(canonical_hash(&json!("1")), canonical_hash(&json!(1)));
-        assert_ne!(
-            canonical_hash(&json!({"a": 1})),
-            canonical_hash(&json!({"b": 1}))
-        );
     }
 
     #[test]
@@ -218,6 +121,5 @@ mod tests {
         assert_eq!(canonical_cmp(&json!(null), &json!("a")), Ordering::Less);
         // FNV-1a of "a" is a published test vector.
         assert_eq!(Fnv::new().write(b"a").finish(), 0xaf63_dc4c_8601_ec8c);
-        assert_eq!(type_name(&json!([])), "array");
     }
 }

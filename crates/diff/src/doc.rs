@@ -1,0 +1,1300 @@
+//! A parsed JSON document in one arena, strings borrowed from the input.
+//!
+//! Why not `serde_json::Value`: building a `Value` allocates every key, every string and every
+//! map; for a 1 KiB VeloZ order list that is ~6× the cost of parsing itself and alone exceeds
+//! the mirror's per-pair budget. Here a strict parser appends nodes to three flat vectors;
+//! strings without escapes are borrowed from the input (escaped ones are decoded into one side
+//! buffer). Normalization edits the arena in place (a rename changes
+//! an entry's key, a drop marks it dead, a sort permutes an item range, an unwrap moves the
+//! root), and `Value`s are built only for the few subtrees that end up in a difference.
+//!
+//! Duplicate object keys: the last one wins, as with `serde_json::Value` and Python's `json`.
+
+use serde_json::{Map, Number, Value};
+use std::cmp::Ordering;
+
+use crate::normalize::{FieldSelector, KeySpec, Normalization};
+use crate::pointer::{PatSeg, Pointer};
+
+/// A JSON number as parsed.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Num {
+    U(u64),
+    I(i64),
+    F(f64),
+}
+
+impl Num {
+    // Integer → f64 may round beyond 2^53; that is the comparison serde_json users expect.
+    #[allow(clippy::cast_precision_loss)]
+    pub(crate) fn f64(self) -> f64 {
+        match self {
+            Num::U(u) => u as f64,
+            Num::I(i) => i as f64,
+            Num::F(f) => f,
+        }
+    }
+
+    /// Equal by value: exact for two integers, `f64` otherwise (`42000` = `42000.0`).
+    pub(crate) fn same(self, other: Num) -> bool {
+        match (self, other) {
+            (Num::U(a), Num::U(b)) => a == b,
+            (Num::I(a), Num::I(b)) => a == b,
+            (Num::U(u), Num::I(i)) | (Num::I(i), Num::U(u)) => {
+                u64::try_from(i).is_ok_and(|i| i == u)
+            }
+            _ => self.f64() == other.f64(),
+        }
+    }
+
+    fn from_json(n: &Number) -> Num {
+        if let Some(u) = n.as_u64() {
+            Num::U(u)
+        } else if let Some(i) = n.as_i64() {
+            Num::I(i)
+        } else {
+            Num::F(n.as_f64().unwrap_or(0.0))
+        }
+    }
+
+    fn to_json(self) -> Value {
+        match self {
+            Num::U(u) => Value::from(u),
+            Num::I(i) => Value::from(i),
+            Num::F(f) => Number::from_f64(f).map_or(Value::Null, Value::Number),
+        }
+    }
+}
+
+/// A string: borrowed (from the input or the rules) or in the document's side buffer.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Str<'a> {
+    Ref(&'a str),
+    Buf { start: u32, len: u32 },
+}
+
+/// One node. Containers point at a range of `entries` (objects) or `items` (arrays).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Node<'a> {
+    Null,
+    Bool(bool),
+    Num(Num),
+    Str(Str<'a>),
+    Arr { start: u32, len: u32 },
+    Obj { start: u32, len: u32 },
+}
+
+/// One object member; `live` is false once dropped, renamed over, or shadowed by a later
+/// duplicate key.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Entry<'a> {
+    pub(crate) key: Str<'a>,
+    pub(crate) val: u32,
+    pub(crate) live: bool,
+}
+
+/// Reusable storage for documents: a [`crate::Comparer`] keeps one per side so parsing a pair
+/// allocates nothing once the vectors have grown to the bodies' size.
+#[derive(Debug, Default)]
+pub(crate) struct Arena {
+    nodes: Vec<Node<'static>>,
+    entries: Vec<Entry<'static>>,
+    items: Vec<u32>,
+    buf: String,
+    stack_e: Vec<Entry<'static>>,
+    stack_i: Vec<u32>,
+}
+
+/// Empties a vector and retypes it (here: to another lifetime of the same type), keeping its
+/// allocation: std collects a `vec::IntoIter` adapter back into the source buffer when the
+/// element layouts match, which they do for one type at two lifetimes. If that optimization
+/// ever stopped applying, this would merely allocate.
+fn relifetime<T, U>(v: Vec<T>) -> Vec<U> {
+    v.into_iter().filter_map(|_| None).collect()
+}
+
+/// A parsed document.
+#[derive(Debug, Default)]
+pub(crate) struct Doc<'a> {
+    nodes: Vec<Node<'a>>,
+    entries: Vec<Entry<'a>>,
+    items: Vec<u32>,
+    buf: String,
+    root: u32,
+}
+
+fn range(start: u32, len: u32) -> std::ops::Range<usize> {
+    start as usize..start as usize + len as usize
+}
+
+/// Objects up to this size are searched linearly; larger ones through a sorted index.
+const LINEAR_MAX: usize = 24;
+
+impl<'a> Doc<'a> {
+    /// Parses `input`; `None` when it is not one JSON value (surrounding whitespace allowed).
+    #[cfg(test)]
+    pub(crate) fn parse(input: &'a [u8]) -> Option<Doc<'a>> {
+        Self::parse_in(input, &mut Arena::default())
+    }
+
+    /// Parses `input` into vectors taken from `arena` (give them back with
+    /// [`Doc::recycle`]); on failure they go back at once.
+    pub(crate) fn parse_in(input: &'a [u8], arena: &mut Arena) -> Option<Doc<'a>> {
+        // JSON text is UTF-8 (RFC 8259 §8.1); validating it once lets the parser slice strings
+        // without checking each.
+        let text = std::str::from_utf8(input).ok()?;
+        let mut buf = std::mem::take(&mut arena.buf);
+        buf.clear();
+        let mut p = Parser {
+            text,
+            pos: 0,
+            depth: 0,
+            doc: Doc {
+                nodes: relifetime(std::mem::take(&mut arena.nodes)),
+                entries: relifetime(std::mem::take(&mut arena.entries)),
+                items: relifetime(std::mem::take(&mut arena.items)),
+                buf,
+                root: 0,
+            },
+            stack_e: relifetime(std::mem::take(&mut arena.stack_e)),
+            stack_i: relifetime(std::mem::take(&mut arena.stack_i)),
+        };
+        p.ws();
+        let root = p.value();
+        p.ws();
+        let complete = p.pos == text.len();
+        arena.stack_e = relifetime(std::mem::take(&mut p.stack_e));
+        arena.stack_i = relifetime(std::mem::take(&mut p.stack_i));
+        match root {
+            Some(root) if complete => {
+                p.doc.root = root;
+                Some(p.doc)
+            }
+            _ => {
+                p.doc.recycle(arena);
+                None
+            }
+        }
+    }
+
+    /// Gives the document's vectors back to `arena` for the next parse.
+    pub(crate) fn recycle(self, arena: &mut Arena) {
+        arena.nodes = relifetime(self.nodes);
+        arena.entries = relifetime(self.entries);
+        arena.items = relifetime(self.items);
+        arena.buf = self.buf;
+    }
+
+    pub(crate) fn root(&self) -> u32 {
+        self.root
+    }
+
+    pub(crate) fn node(&self, i: u32) -> Node<'a> {
+        self.nodes[i as usize]
+    }
+
+    pub(crate) fn text<'s>(&'s self, s: Str<'a>) -> &'s str {
+        match s {
+            Str::Ref(r) => r,
+            Str::Buf { start, len } => &self.buf[range(start, len)],
+        }
+    }
+
+    pub(crate) fn entries(&self, start: u32, len: u32) -> &[Entry<'a>] {
+        &self.entries[range(start, len)]
+    }
+
+    pub(crate) fn items(&self, start: u32, len: u32) -> &[u32] {
+        &self.items[range(start, len)]
+    }
+
+    /// Live entries of an object node (empty for other nodes).
+    pub(crate) fn members(&self, i: u32) -> impl Iterator<Item = (&str, u32)> {
+        let slice = match self.node(i) {
+            Node::Obj { start, len } => self.entries(start, len),
+            _ => &[],
+        };
+        slice
+            .iter()
+            .filter(|e| e.live)
+            .map(|e| (self.text(e.key), e.val))
+    }
+
+    pub(crate) fn live_count(&self, i: u32) -> usize {
+        match self.node(i) {
+            Node::Obj { start, len } => self.entries(start, len).iter().filter(|e| e.live).count(),
+            _ => 0,
+        }
+    }
+
+    /// The value of a live member `key` of object node `i`.
+    pub(crate) fn get(&self, i: u32, key: &str) -> Option<u32> {
+        self.members(i).find(|(k, _)| *k == key).map(|(_, v)| v)
+    }
+
+    /// A lookup table for a large object (`None` when linear search is as fast).
+    pub(crate) fn index(&self, i: u32) -> Option<Vec<(&str, u32)>> {
+        let Node::Obj { len, .. } = self.node(i) else {
+            return None;
+        };
+        if (len as usize) <= LINEAR_MAX {
+            return None;
+        }
+        let mut idx: Vec<(&str, u32)> = self.members(i).collect();
+        idx.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        Some(idx)
+    }
+
+    /// Live members of object `i` with their slot in the object.
+    pub(crate) fn member_slots(&self, i: u32) -> impl Iterator<Item = (usize, &str, u32)> {
+        let slice = match self.node(i) {
+            Node::Obj { start, len } => self.entries(start, len),
+            _ => &[],
+        };
+        slice
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e.live)
+            .map(|(k, e)| (k, self.text(e.key), e.val))
+    }
+
+    /// Looks `key` up in object `i`: through `index` when there is one, else first at slot
+    /// `hint` (two answers from one producer usually list members in the same order), then
+    /// linearly.
+    pub(crate) fn lookup(
+        &self,
+        i: u32,
+        index: Option<&[(&str, u32)]>,
+        key: &str,
+        hint: usize,
+    ) -> Option<u32> {
+        if let Some(idx) = index {
+            return idx
+                .binary_search_by(|(k, _)| (*k).cmp(key))
+                .ok()
+                .map(|at| idx[at].1);
+        }
+        if let Node::Obj { start, len } = self.node(i)
+            && let Some(e) = self.entries(start, len).get(hint)
+            && e.live
+            && self.text(e.key) == key
+        {
+            return Some(e.val);
+        }
+        self.get(i, key)
+    }
+
+    /// The child of node `i` named by one unescaped pointer segment.
+    fn child(&self, i: u32, seg: &str, index: Option<usize>) -> Option<u32> {
+        match self.node(i) {
+            Node::Obj { .. } => self.get(i, seg),
+            Node::Arr { start, len } => index.and_then(|k| self.items(start, len).get(k).copied()),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn pointer(&self, i: u32, ptr: &Pointer) -> Option<u32> {
+        let mut at = i;
+        for seg in ptr.segments() {
+            let index = seg
+                .parse::<usize>()
+                .ok()
+                .filter(|_| !(seg.len() > 1 && seg.starts_with('0')));
+            at = self.child(at, seg, index)?;
+        }
+        Some(at)
+    }
+
+    pub(crate) fn key_of(&self, i: u32, key: &KeySpec) -> Option<u32> {
+        match key {
+            KeySpec::Field(f) => match self.node(i) {
+                Node::Obj { .. } => self.get(i, f),
+                _ => None,
+            },
+            KeySpec::Pointer(p) => self.pointer(i, p),
+        }
+    }
+
+    /// The subtree at `i` as a `serde_json::Value` (only for what is reported).
+    pub(crate) fn to_value(&self, i: u32) -> Value {
+        match self.node(i) {
+            Node::Null => Value::Null,
+            Node::Bool(b) => Value::Bool(b),
+            Node::Num(n) => n.to_json(),
+            Node::Str(s) => Value::String(self.text(s).to_owned()),
+            Node::Arr { start, len } => Value::Array(
+                self.items(start, len)
+                    .iter()
+                    .map(|&c| self.to_value(c))
+                    .collect(),
+            ),
+            Node::Obj { .. } => {
+                let mut map = Map::new();
+                for (k, v) in self.members(i) {
+                    map.insert(k.to_owned(), self.to_value(v));
+                }
+                Value::Object(map)
+            }
+        }
+    }
+
+    /// Hash of the canonical form: numbers by value, object members in any order. In-process
+    /// only (used to pair array elements), so a fast non-cryptographic mix is enough.
+    pub(crate) fn hash(&self, i: u32) -> u64 {
+        let mut h = Mix(0);
+        self.hash_into(i, &mut h);
+        h.0
+    }
+
+    fn hash_into(&self, i: u32, h: &mut Mix) {
+        match self.node(i) {
+            Node::Null => h.word(1),
+            Node::Bool(b) => h.word(2 + u64::from(b)),
+            Node::Num(n) => {
+                h.word(4);
+                let f = n.f64();
+                // -0.0 == 0.0 numerically, so they must hash alike.
+                h.word(if f == 0.0 { 0 } else { f.to_bits() });
+            }
+            Node::Str(s) => {
+                h.word(5);
+                h.bytes(self.text(s).as_bytes());
+            }
+            Node::Arr { start, len } => {
+                h.word(6);
+                for &c in self.items(start, len) {
+                    self.hash_into(c, h);
+                }
+                h.word(u64::from(len));
+            }
+            Node::Obj { .. } => {
+                h.word(7);
+                let mut sum = 0u64;
+                let mut n = 0u64;
+                for (k, v) in self.members(i) {
+                    let mut e = Mix(0);
+                    e.bytes(k.as_bytes());
+                    self.hash_into(v, &mut e);
+                    sum = sum.wrapping_add(e.0);
+                    n += 1;
+                }
+                h.word(sum);
+                h.word(n);
+            }
+        }
+    }
+
+    /// Deep equality with numbers by value (no tolerance), across documents.
+    pub(crate) fn same(&self, i: u32, other: &Doc<'_>, j: u32) -> bool {
+        match (self.node(i), other.node(j)) {
+            (Node::Null, Node::Null) => true,
+            (Node::Bool(a), Node::Bool(b)) => a == b,
+            (Node::Num(a), Node::Num(b)) => a.same(b),
+            (Node::Str(a), Node::Str(b)) => self.text(a) == other.text(b),
+            (Node::Arr { start: s1, len: l1 }, Node::Arr { start: s2, len: l2 }) => {
+                l1 == l2
+                    && self
+                        .items(s1, l1)
+                        .iter()
+                        .zip(other.items(s2, l2))
+                        .all(|(&a, &b)| self.same(a, other, b))
+            }
+            (Node::Obj { .. }, Node::Obj { .. }) => {
+                self.live_count(i) == other.live_count(j)
+                    && self
+                        .members(i)
+                        .all(|(k, v)| other.get(j, k).is_some_and(|w| self.same(v, other, w)))
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether node `i` equals a rule value.
+    fn same_json(&self, i: u32, v: &Value) -> bool {
+        match (self.node(i), v) {
+            (Node::Null, Value::Null) => true,
+            (Node::Bool(a), Value::Bool(b)) => a == *b,
+            (Node::Num(a), Value::Number(b)) => a.same(Num::from_json(b)),
+            (Node::Str(a), Value::String(b)) => self.text(a) == b,
+            (Node::Arr { start, len }, Value::Array(b)) => {
+                len as usize == b.len()
+                    && self
+                        .items(start, len)
+                        .iter()
+                        .zip(b)
+                        .all(|(&x, y)| self.same_json(x, y))
+            }
+            (Node::Obj { .. }, Value::Object(b)) => {
+                self.live_count(i) == b.len()
+                    && self
+                        .members(i)
+                        .all(|(k, x)| b.get(k).is_some_and(|y| self.same_json(x, y)))
+            }
+            _ => false,
+        }
+    }
+
+    /// Total order for sorting by key: by type, numbers by value, strings by bytes.
+    fn order(&self, i: u32, j: u32) -> Ordering {
+        fn rank(n: Node<'_>) -> u8 {
+            match n {
+                Node::Null => 0,
+                Node::Bool(_) => 1,
+                Node::Num(_) => 2,
+                Node::Str(_) => 3,
+                Node::Arr { .. } => 4,
+                Node::Obj { .. } => 5,
+            }
+        }
+        match (self.node(i), self.node(j)) {
+            (Node::Bool(a), Node::Bool(b)) => a.cmp(&b),
+            (Node::Num(Num::I(a)), Node::Num(Num::I(b))) => a.cmp(&b),
+            (Node::Num(Num::U(a)), Node::Num(Num::U(b))) => a.cmp(&b),
+            (Node::Num(a), Node::Num(b)) => a.f64().total_cmp(&b.f64()),
+            (Node::Str(a), Node::Str(b)) => self.text(a).cmp(self.text(b)),
+            (Node::Arr { len: a, .. }, Node::Arr { len: b, .. }) => a.cmp(&b),
+            (Node::Obj { .. }, Node::Obj { .. }) => self.live_count(i).cmp(&self.live_count(j)),
+            (a, b) => rank(a).cmp(&rank(b)),
+        }
+    }
+
+    // ------------------------------------------------------------------------------------
+    // Normalization (same semantics as `Normalization::apply` on a `Value`)
+    // ------------------------------------------------------------------------------------
+
+    /// Applies a side's normalization in place.
+    pub(crate) fn normalize(&mut self, n: &'a Normalization) {
+        if n.is_empty() {
+            return;
+        }
+        if let Some(u) = &n.unwrap {
+            let root = self.root;
+            let applies = u.when.iter().all(|(p, want)| {
+                self.pointer(root, p)
+                    .is_some_and(|x| self.same_json(x, want))
+            });
+            if applies && let Some(inner) = self.pointer(root, &u.pointer) {
+                self.root = inner;
+            }
+        }
+        let anywhere = n
+            .rename
+            .iter()
+            .any(|r| matches!(r.from, FieldSelector::Anywhere(_)))
+            || n.map_values
+                .iter()
+                .any(|m| matches!(m.at, FieldSelector::Anywhere(_)))
+            || n.drop
+                .iter()
+                .any(|d| matches!(d, FieldSelector::Anywhere(_)));
+        if anywhere {
+            self.walk_anywhere(self.root, n);
+        }
+        let mut found = Vec::new();
+        for r in &n.rename {
+            if let FieldSelector::At { parent, field } = &r.from {
+                self.select(parent.segs(), &mut found);
+                for &obj in &found {
+                    self.rename_in(obj, field, &r.to);
+                }
+            }
+        }
+        for m in &n.map_values {
+            if let FieldSelector::At { parent, field } = &m.at {
+                self.select(parent.segs(), &mut found);
+                for &obj in &found {
+                    if let Some(v) = self.get(obj, field) {
+                        self.map_value(v, &m.map);
+                    }
+                }
+            }
+        }
+        for d in &n.drop {
+            if let FieldSelector::At { parent, field } = d {
+                self.select(parent.segs(), &mut found);
+                for &obj in &found {
+                    self.kill(obj, field);
+                }
+            }
+        }
+        for s in &n.sort {
+            self.select(s.at.segs(), &mut found);
+            for &arr in &found {
+                self.sort_by_key(arr, &s.key);
+            }
+        }
+    }
+
+    /// Collects the nodes a pattern selects, from the root.
+    fn select(&self, pat: &[PatSeg], out: &mut Vec<u32>) {
+        out.clear();
+        self.select_from(self.root, pat, out);
+        // `**` can reach a node along two routes; act on it once.
+        if pat.contains(&PatSeg::Deep) {
+            out.sort_unstable();
+            out.dedup();
+        }
+    }
+
+    fn select_from(&self, i: u32, pat: &[PatSeg], out: &mut Vec<u32>) {
+        let Some((first, rest)) = pat.split_first() else {
+            out.push(i);
+            return;
+        };
+        match first {
+            PatSeg::Lit { text, index } => {
+                if let Some(c) = self.child(i, text, *index) {
+                    self.select_from(c, rest, out);
+                }
+            }
+            PatSeg::Any => self.for_children(i, |c| self.select_from(c, rest, out)),
+            PatSeg::Deep => {
+                self.select_from(i, rest, out);
+                self.for_children(i, |c| self.select_from(c, pat, out));
+            }
+        }
+    }
+
+    fn for_children(&self, i: u32, mut f: impl FnMut(u32)) {
+        match self.node(i) {
+            Node::Obj { start, len } => self
+                .entries(start, len)
+                .iter()
+                .filter(|e| e.live)
+                .for_each(|e| f(e.val)),
+            Node::Arr { start, len } => self.items(start, len).iter().for_each(|&c| f(c)),
+            _ => {}
+        }
+    }
+
+    fn walk_anywhere(&mut self, i: u32, n: &'a Normalization) {
+        match self.node(i) {
+            Node::Obj { start, len } => {
+                for r in &n.rename {
+                    if let FieldSelector::Anywhere(from) = &r.from {
+                        self.rename_in(i, from, &r.to);
+                    }
+                }
+                for m in &n.map_values {
+                    if let FieldSelector::Anywhere(field) = &m.at
+                        && let Some(v) = self.get(i, field)
+                    {
+                        self.map_value(v, &m.map);
+                    }
+                }
+                for d in &n.drop {
+                    if let FieldSelector::Anywhere(field) = d {
+                        self.kill(i, field);
+                    }
+                }
+                for k in range(start, len) {
+                    let e = self.entries[k];
+                    if e.live {
+                        self.walk_anywhere(e.val, n);
+                    }
+                }
+            }
+            Node::Arr { start, len } => {
+                for k in range(start, len) {
+                    let c = self.items[k];
+                    self.walk_anywhere(c, n);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn entry_slot(&self, obj: u32, key: &str) -> Option<usize> {
+        let Node::Obj { start, len } = self.node(obj) else {
+            return None;
+        };
+        range(start, len).find(|&k| self.entries[k].live && self.text(self.entries[k].key) == key)
+    }
+
+    fn rename_in(&mut self, obj: u32, from: &str, to: &'a str) {
+        if from == to {
+            return;
+        }
+        if let Some(slot) = self.entry_slot(obj, from) {
+            // The renamed member replaces an existing one of the new name.
+            self.kill(obj, to);
+            self.entries[slot].key = Str::Ref(to);
+        }
+    }
+
+    fn kill(&mut self, obj: u32, key: &str) {
+        if let Some(slot) = self.entry_slot(obj, key) {
+            self.entries[slot].live = false;
+        }
+    }
+
+    fn map_value(&mut self, v: u32, map: &'a [(String, Value)]) {
+        let Node::Str(s) = self.node(v) else {
+            return;
+        };
+        let text = self.text(s);
+        if let Some((_, to)) = map.iter().find(|(from, _)| from == text) {
+            let node = self.import(to);
+            self.nodes[v as usize] = node;
+        }
+    }
+
+    /// Appends a rule value to the arena and returns its node (strings stay borrowed).
+    fn import(&mut self, v: &'a Value) -> Node<'a> {
+        match v {
+            Value::Null => Node::Null,
+            Value::Bool(b) => Node::Bool(*b),
+            Value::Number(n) => Node::Num(Num::from_json(n)),
+            Value::String(s) => Node::Str(Str::Ref(s)),
+            Value::Array(xs) => {
+                let kids: Vec<u32> = xs
+                    .iter()
+                    .map(|x| {
+                        let node = self.import(x);
+                        self.push_node(node)
+                    })
+                    .collect();
+                let start = self.items.len();
+                self.items.extend(kids);
+                Node::Arr {
+                    start: clamp_u32(start),
+                    len: clamp_u32(xs.len()),
+                }
+            }
+            Value::Object(m) => {
+                let kids: Vec<Entry<'a>> = m
+                    .iter()
+                    .map(|(k, x)| {
+                        let node = self.import(x);
+                        Entry {
+                            key: Str::Ref(k),
+                            val: self.push_node(node),
+                            live: true,
+                        }
+                    })
+                    .collect();
+                let start = self.entries.len();
+                self.entries.extend(kids);
+                Node::Obj {
+                    start: clamp_u32(start),
+                    len: clamp_u32(m.len()),
+                }
+            }
+        }
+    }
+
+    fn push_node(&mut self, node: Node<'a>) -> u32 {
+        self.nodes.push(node);
+        clamp_u32(self.nodes.len() - 1)
+    }
+
+    fn sort_by_key(&mut self, arr: u32, key: &KeySpec) {
+        let Node::Arr { start, len } = self.node(arr) else {
+            return;
+        };
+        let mut items = std::mem::take(&mut self.items);
+        items[range(start, len)].sort_by(|&a, &b| {
+            match (self.key_of(a, key), self.key_of(b, key)) {
+                (Some(x), Some(y)) => self.order(x, y),
+                (Some(_), None) => Ordering::Less,
+                (None, Some(_)) => Ordering::Greater,
+                (None, None) => Ordering::Equal,
+            }
+        });
+        self.items = items;
+    }
+}
+
+/// Arena indices are `u32`; documents are capped far below that by `max_body_bytes`, and an
+/// index that would not fit is refused while parsing.
+fn clamp_u32(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+/// A fast in-process hasher (multiply-rotate, the FxHash scheme).
+struct Mix(u64);
+
+const MIX_K: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+
+impl Mix {
+    fn word(&mut self, w: u64) {
+        self.0 = (self.0.rotate_left(5) ^ w).wrapping_mul(MIX_K);
+    }
+
+    fn bytes(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(chunk);
+            self.word(u64::from_le_bytes(w));
+        }
+        let rest = chunks.remainder();
+        let mut w = [0u8; 8];
+        w[..rest.len()].copy_from_slice(rest);
+        self.word(u64::from_le_bytes(w));
+        self.word(bytes.len() as u64);
+    }
+}
+
+// ----------------------------------------------------------------------------------------
+// Parsing
+// ----------------------------------------------------------------------------------------
+
+/// Nesting deeper than this is refused (serde_json's limit too), so recursion is bounded.
+const MAX_DEPTH: u32 = 128;
+
+/// A strict RFC 8259 parser writing straight into the arena.
+///
+/// Why our own parser rather than serde_json's through a visitor: serde_json validates UTF-8
+/// string by string and goes through the visitor machinery per value; validating the whole
+/// body once and scanning bytes is about twice as fast on small bodies, which is most of the
+/// per-pair budget. Agreement with serde_json on what is valid JSON and on every value is
+/// checked by property tests.
+struct Parser<'a> {
+    text: &'a str,
+    pos: usize,
+    depth: u32,
+    doc: Doc<'a>,
+    /// Members of the objects being parsed; an object's members move to `doc.entries` in one
+    /// contiguous run when it closes.
+    stack_e: Vec<Entry<'a>>,
+    /// Same for array items.
+    stack_i: Vec<u32>,
+}
+
+impl<'a> Parser<'a> {
+    fn bytes(&self) -> &'a [u8] {
+        self.text.as_bytes()
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.bytes().get(self.pos).copied()
+    }
+
+    fn ws(&mut self) {
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.peek() {
+            self.pos += 1;
+        }
+    }
+
+    fn eat(&mut self, b: u8) -> Option<()> {
+        (self.peek() == Some(b)).then(|| self.pos += 1)
+    }
+
+    fn push(&mut self, node: Node<'a>) -> Option<u32> {
+        let at = u32::try_from(self.doc.nodes.len()).ok()?;
+        self.doc.nodes.push(node);
+        Some(at)
+    }
+
+    fn value(&mut self) -> Option<u32> {
+        match self.peek()? {
+            b'{' => self.object(),
+            b'[' => self.array(),
+            b'"' => {
+                let s = self.string()?;
+                self.push(Node::Str(s))
+            }
+            b't' => self.literal("true", Node::Bool(true)),
+            b'f' => self.literal("false", Node::Bool(false)),
+            b'n' => self.literal("null", Node::Null),
+            b'-' | b'0'..=b'9' => {
+                let n = self.number()?;
+                self.push(Node::Num(n))
+            }
+            _ => None,
+        }
+    }
+
+    fn literal(&mut self, word: &str, node: Node<'a>) -> Option<u32> {
+        if self.bytes()[self.pos..].starts_with(word.as_bytes()) {
+            self.pos += word.len();
+            self.push(node)
+        } else {
+            None
+        }
+    }
+
+    fn enter(&mut self) -> Option<()> {
+        self.depth += 1;
+        (self.depth <= MAX_DEPTH).then_some(())
+    }
+
+    fn array(&mut self) -> Option<u32> {
+        self.enter()?;
+        self.pos += 1;
+        let base = self.stack_i.len();
+        self.ws();
+        if self.eat(b']').is_none() {
+            loop {
+                self.ws();
+                let v = self.value()?;
+                self.stack_i.push(v);
+                self.ws();
+                match self.peek()? {
+                    b',' => self.pos += 1,
+                    b']' => {
+                        self.pos += 1;
+                        break;
+                    }
+                    _ => return None,
+                }
+            }
+        }
+        self.depth -= 1;
+        let start = u32::try_from(self.doc.items.len()).ok()?;
+        let len = u32::try_from(self.stack_i.len() - base).ok()?;
+        self.doc.items.extend(self.stack_i.drain(base..));
+        self.push(Node::Arr { start, len })
+    }
+
+    fn object(&mut self) -> Option<u32> {
+        self.enter()?;
+        self.pos += 1;
+        let base = self.stack_e.len();
+        self.ws();
+        if self.eat(b'}').is_none() {
+            loop {
+                self.ws();
+                if self.peek()? != b'"' {
+                    return None;
+                }
+                let key = self.string()?;
+                self.ws();
+                self.eat(b':')?;
+                self.ws();
+                let val = self.value()?;
+                self.stack_e.push(Entry {
+                    key,
+                    val,
+                    live: true,
+                });
+                self.ws();
+                match self.peek()? {
+                    b',' => self.pos += 1,
+                    b'}' => {
+                        self.pos += 1;
+                        break;
+                    }
+                    _ => return None,
+                }
+            }
+        }
+        self.depth -= 1;
+        self.dedup(base);
+        let start = u32::try_from(self.doc.entries.len()).ok()?;
+        let len = u32::try_from(self.stack_e.len() - base).ok()?;
+        self.doc.entries.extend(self.stack_e.drain(base..));
+        self.push(Node::Obj { start, len })
+    }
+
+    /// Marks all but the last of duplicate keys among `stack_e[base..]` dead.
+    fn dedup(&mut self, base: usize) {
+        let members = &self.stack_e[base..];
+        let n = members.len();
+        if n < 2 {
+            return;
+        }
+        let doc = &self.doc;
+        // A cheap signature per key (length, first and last byte) so the pairwise check
+        // compares integers and touches text only on a signature match.
+        let sig = |e: &Entry<'_>| {
+            let k = doc.text(e.key).as_bytes();
+            (k.len() as u64) << 16
+                | u64::from(k.first().copied().unwrap_or(0)) << 8
+                | u64::from(k.last().copied().unwrap_or(0))
+        };
+        let mut dead: Vec<usize> = Vec::new();
+        if n <= LINEAR_MAX * 2 {
+            let mut sigs = [0u64; LINEAR_MAX * 2];
+            for (slot, e) in sigs.iter_mut().zip(members) {
+                *slot = sig(e);
+            }
+            for a in 0..n {
+                for b in a + 1..n {
+                    if sigs[a] == sigs[b] && doc.text(members[a].key) == doc.text(members[b].key) {
+                        dead.push(a);
+                        break;
+                    }
+                }
+            }
+        } else {
+            let mut order: Vec<usize> = (0..n).collect();
+            order.sort_by(|&a, &b| {
+                doc.text(members[a].key)
+                    .cmp(doc.text(members[b].key))
+                    .then(a.cmp(&b))
+            });
+            for w in order.windows(2) {
+                if doc.text(members[w[0]].key) == doc.text(members[w[1]].key) {
+                    dead.push(w[0]);
+                }
+            }
+        }
+        for a in dead {
+            self.stack_e[base + a].live = false;
+        }
+    }
+
+    /// A string starting at the opening quote. Without escapes it is borrowed from the input;
+    /// with escapes it is decoded into the side buffer.
+    fn string(&mut self) -> Option<Str<'a>> {
+        let bytes = self.bytes();
+        let start = self.pos + 1;
+        let mut i = start;
+        loop {
+            match *bytes.get(i)? {
+                b'"' => {
+                    self.pos = i + 1;
+                    // Both ends are ASCII quotes, so they are char boundaries.
+                    return Some(Str::Ref(&self.text[start..i]));
+                }
+                b'\\' => break,
+                c if c < 0x20 => return None,
+                _ => i += 1,
+            }
+        }
+        let buf_start = u32::try_from(self.doc.buf.len()).ok()?;
+        let mut chunk = start;
+        loop {
+            match *bytes.get(i)? {
+                b'"' => {
+                    self.doc.buf.push_str(&self.text[chunk..i]);
+                    self.pos = i + 1;
+                    let len = u32::try_from(self.doc.buf.len()).ok()? - buf_start;
+                    return Some(Str::Buf {
+                        start: buf_start,
+                        len,
+                    });
+                }
+                b'\\' => {
+                    self.doc.buf.push_str(&self.text[chunk..i]);
+                    let esc = *bytes.get(i + 1)?;
+                    i += 2;
+                    let ch = match esc {
+                        b'"' => '"',
+                        b'\\' => '\\',
+                        b'/' => '/',
+                        b'b' => '\u{8}',
+                        b'f' => '\u{c}',
+                        b'n' => '\n',
+                        b'r' => '\r',
+                        b't' => '\t',
+                        b'u' => {
+                            let hi = hex4(bytes.get(i..i + 4)?)?;
+                            i += 4;
+                            let code = if (0xD800..0xDC00).contains(&hi) {
+                                // A high surrogate must be followed by an escaped low one.
+                                if bytes.get(i..i + 2)? != b"\\u" {
+                                    return None;
+                                }
+                                let lo = hex4(bytes.get(i + 2..i + 6)?)?;
+                                if !(0xDC00..0xE000).contains(&lo) {
+                                    return None;
+                                }
+                                i += 6;
+                                0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00)
+                            } else {
+                                hi
+                            };
+                            char::from_u32(code)?
+                        }
+                        _ => return None,
+                    };
+                    self.doc.buf.push(ch);
+                    chunk = i;
+                }
+                c if c < 0x20 => return None,
+                _ => i += 1,
+            }
+        }
+    }
+
+    fn digits(&mut self) -> usize {
+        let from = self.pos;
+        while self.peek().is_some_and(|b| b.is_ascii_digit()) {
+            self.pos += 1;
+        }
+        self.pos - from
+    }
+
+    fn number(&mut self) -> Option<Num> {
+        let start = self.pos;
+        let negative = self.eat(b'-').is_some();
+        let int_start = self.pos;
+        match self.peek()? {
+            b'0' => self.pos += 1,
+            b'1'..=b'9' => {
+                self.digits();
+            }
+            _ => return None,
+        }
+        let int_end = self.pos;
+        let mut float = false;
+        if self.eat(b'.').is_some() {
+            float = true;
+            if self.digits() == 0 {
+                return None;
+            }
+        }
+        if let Some(b'e' | b'E') = self.peek() {
+            float = true;
+            self.pos += 1;
+            if let Some(b'+' | b'-') = self.peek() {
+                self.pos += 1;
+            }
+            if self.digits() == 0 {
+                return None;
+            }
+        }
+        if !float {
+            let mut m: u64 = 0;
+            let mut fits = true;
+            for &d in &self.bytes()[int_start..int_end] {
+                match m
+                    .checked_mul(10)
+                    .and_then(|x| x.checked_add(u64::from(d - b'0')))
+                {
+                    Some(x) => m = x,
+                    None => {
+                        fits = false;
+                        break;
+                    }
+                }
+            }
+            if fits {
+                if !negative {
+                    return Some(Num::U(m));
+                }
+                if m == 0 {
+                    // serde_json reads `-0` as the float -0.0; so do we.
+                    return Some(Num::F(-0.0));
+                }
+                if let Some(i) = 0i64.checked_sub_unsigned(m) {
+                    return Some(Num::I(i));
+                }
+            }
+        }
+        // Floats, and integers beyond 64 bits (as serde_json does without
+        // `arbitrary_precision`). The slice is ASCII, so the bounds are char boundaries.
+        let f: f64 = self.text[start..self.pos].parse().ok()?;
+        f.is_finite().then_some(Num::F(f))
+    }
+}
+
+fn hex4(b: &[u8]) -> Option<u32> {
+    b.iter()
+        .try_fold(0u32, |acc, &c| Some(acc * 16 + char::from(c).to_digit(16)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::normalize::{Rename, SortRule, Unwrap, ValueMap};
+    use crate::pointer::PathPattern;
+    use serde_json::json;
+
+    fn parse(s: &str) -> Doc<'_> {
+        Doc::parse(s.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn round_trips_and_borrows() {
+        let text = r#"{"a": [1, -2, 3.5, "x\"y", null, true, {"b": {}}], "c": "plain", "big": 18446744073709551615}"#;
+        let d = parse(text);
+        let want: Value = serde_json::from_str(text).unwrap();
+        assert_eq!(d.to_value(d.root()), want);
+        // Only the escaped string needed the side buffer.
+        assert_eq!(d.buf, "x\"y");
+        assert!(Doc::parse(b"{\"a\": 1} x").is_none());
+        assert!(Doc::parse(b"not json").is_none());
+        assert!(Doc::parse(b" [1] \n").is_some());
+    }
+
+    #[test]
+    fn arenas_are_reused() {
+        let mut arena = Arena::default();
+        let d = Doc::parse_in(br#"{"a": [1, 2, "x\"y"]}"#, &mut arena).unwrap();
+        let cap = d.nodes.capacity();
+        let ptr = d.nodes.as_ptr() as usize;
+        d.recycle(&mut arena);
+        assert!(Doc::parse_in(b"{oops", &mut arena).is_none());
+        let d = Doc::parse_in(br#"[true]"#, &mut arena).unwrap();
+        assert_eq!(d.to_value(d.root()), json!([true]));
+        assert_eq!((d.nodes.capacity(), d.nodes.as_ptr() as usize), (cap, ptr));
+        assert!(d.buf.is_empty());
+    }
+
+    #[test]
+    fn duplicate_keys_last_wins() {
+        let d = parse(r#"{"type": "order_received", "n": 1, "type": "limit"}"#);
+        assert_eq!(d.to_value(d.root()), json!({"type": "limit", "n": 1}));
+        let many: String = (0..100)
+            .map(|i| format!("\"k{}\": {i}", i % 60))
+            .collect::<Vec<_>>()
+            .join(",");
+        let text = format!("{{{many}}}");
+        let d = parse(&text);
+        let want: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(d.to_value(d.root()), want);
+        assert_eq!(d.index(d.root()).unwrap().len(), 60);
+    }
+
+    #[test]
+    fn equality_hash_and_order() {
+        let a = parse(r#"{"x": [1, 2.0], "y": {"k": "v"}}"#);
+        let b = parse(r#"{"y": {"k": "v"}, "x": [1.0, 2]}"#);
+        assert!(a.same(a.root(), &b, b.root()));
+        assert_eq!(a.hash(a.root()), b.hash(b.root()));
+        let c = parse(r#"{"y": {"k": "w"}, "x": [1.0, 2]}"#);
+        assert!(!a.same(a.root(), &c, c.root()));
+        assert_ne!(a.hash(a.root()), c.hash(c.root()));
+        let n = parse("[-1, 18446744073709551615, 0.5, -0.0, 0]");
+        let items = match n.node(n.root()) {
+            Node::Arr { start, len } => n.items(start, len).to_vec(),
+            _ => unreachable!(),
+        };
+        assert!(!n.same(items[0], &n, items[1]));
+        assert_eq!(n.order(items[0], items[2]), Ordering::Less);
+        assert!(n.same(items[3], &n, items[4]));
+        assert_eq!(n.hash(items[3]), n.hash(items[4]));
+        assert!(Num::U(5).same(Num::I(5)));
+        assert!(!Num::U(5).same(Num::I(-5)));
+    }
+
+    #[test]
+    fn normalization_matches_the_value_version() {
+        let n = Normalization {
+            unwrap: Some(Unwrap {
+                pointer: Pointer::parse("/data").unwrap(),
+                when: vec![(Pointer::parse("/status").unwrap(), json!("success"))],
+            }),
+            rename: vec![
+                Rename {
+                    from: FieldSelector::parse("last_price").unwrap(),
+                    to: "price".into(),
+                },
+                Rename {
+                    from: FieldSelector::parse("/*/order_qty").unwrap(),
+                    to: "qty".into(),
+                },
+            ],
+            map_values: vec![
+                ValueMap {
+                    at: FieldSelector::parse("side").unwrap(),
+                    map: vec![("BUY".into(), json!("buy"))],
+                },
+                ValueMap {
+                    at: FieldSelector::parse("/*/status").unwrap(),
+                    map: vec![("x".into(), json!({"o": [1]}))],
+                },
+            ],
+            drop: vec![
+                FieldSelector::parse("/*/_id").unwrap(),
+                FieldSelector::parse("junk").unwrap(),
+            ],
+            sort: vec![SortRule {
+                at: PathPattern::parse("").unwrap(),
+                key: KeySpec::parse("client_order_id").unwrap(),
+            }],
+        };
+        let text = r#"{"status": "success", "data": [
+            {"client_order_id": "b", "side": "BUY", "order_qty": 1, "qty": 0, "_id": 7, "last_price": 5, "junk": {}, "status": "x"},
+            {"client_order_id": "a", "side": "SELL", "nested": {"last_price": 1}},
+            {"side": "BUY"}
+        ]}"#;
+        let mut want: Value = serde_json::from_str(text).unwrap();
+        n.apply(&mut want);
+        let mut d = parse(text);
+        d.normalize(&n);
+        assert_eq!(d.to_value(d.root()), want);
+        let mut err = parse(r#"{"status": "error", "data": 1}"#);
+        err.normalize(&n);
+        assert_eq!(
+            err.to_value(err.root()),
+            json!({"status": "error", "data": 1})
+        );
+    }
+
+    #[test]
+    fn parser_edge_cases_agree_with_serde_json() {
+        let cases = [
+            "0",
+            "-0",
+            "-0.0",
+            "1e400",
+            "-1e400",
+            "1E+2",
+            "1e-2",
+            "01",
+            "1.",
+            ".5",
+            "-",
+            "+1",
+            "1.5e",
+            "--1",
+            "18446744073709551615",
+            "18446744073709551616",
+            "-9223372036854775808",
+            "-9223372036854775809",
+            "123456789012345678901234567890",
+            "true",
+            "tru",
+            "nul",
+            "[1,]",
+            "[,1]",
+            "{\"a\":1,}",
+            "{\"a\" 1}",
+            "{1:2}",
+            "\"\\u0041\\u00e9\"",
+            "\"\\ud83d\\ude00\"",
+            "\"\\ud83d\"",
+            "\"\\ude00\"",
+            "\"\\x\"",
+            "\"a\tb\"",
+            "\"\\u00\"",
+            "[]",
+            "{}",
+            " [ ] ",
+            "[1] [2]",
+            "\u{feff}[]",
+            "\"\u{0}\"",
+            "\"é\"",
+        ];
+        for text in cases {
+            let ours = Doc::parse(text.as_bytes()).map(|d| d.to_value(d.root()));
+            let theirs = serde_json::from_str::<Value>(text).ok();
+            assert_eq!(ours, theirs, "{text:?}");
+        }
+        assert!(Doc::parse(&[b'"', 0xff, b'"']).is_none());
+        let deep = "[".repeat(200) + &"]".repeat(200);
+        assert!(Doc::parse(deep.as_bytes()).is_none());
+        let ok = "[".repeat(100) + &"]".repeat(100);
+        assert!(Doc::parse(ok.as_bytes()).is_some());
+    }
+
+    mod props {
+        use super::*;
+        use crate::testutil::arb_json;
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn round_trips_what_serde_json_writes(v in arb_json()) {
+                for text in [serde_json::to_string(&v).unwrap(), serde_json::to_string_pretty(&v).unwrap()] {
+                    let d = Doc::parse(text.as_bytes());
+                    prop_assert!(d.is_some(), "{}", text);
+                    let d = d.unwrap();
+                    prop_assert_eq!(d.to_value(d.root()), v.clone());
+                }
+            }
+
+            #[test]
+            fn accepts_exactly_what_serde_json_accepts(text in "[\\[\\]{}\",:0-9eE.+\\-tfnrulsa\\\\/ u]{0,16}") {
+                let ours = Doc::parse(text.as_bytes()).map(|d| d.to_value(d.root()));
+                let theirs = serde_json::from_str::<Value>(&text).ok();
+                prop_assert_eq!(ours, theirs, "{:?}", text);
+            }
+        }
+    }
+}
