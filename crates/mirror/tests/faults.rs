@@ -207,3 +207,29 @@ async fn primary_down_is_a_502_naming_the_upstream() {
     assert_eq!(candidate.stats().requests_total, 0);
     candidate.shutdown().await;
 }
+
+#[tokio::test]
+async fn slow_primary_headers_are_a_504_naming_the_upstream() {
+    let primary = sim("profile = \"python\"\n[latency]\ndefault = \"fixed:2s\"\n").await;
+    let candidate = sim(PYTHON_SEEDED).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mirror = util::mirror(
+        &url(primary.local_addr()),
+        &url(candidate.local_addr()),
+        &dir.path().join("run"),
+        default_rules(),
+        |c| c.primary_timeout = Duration::from_millis(200),
+    )
+    .await;
+    let resp = get(&client(), &format!("{}/health", url(mirror.local_addr()))).await;
+    assert_eq!(resp.status, 504);
+    let body = resp.json();
+    assert_eq!(body["error"], "gateway_timeout");
+    assert_eq!(body["upstream"], "primary");
+    let s = mirror.shutdown().await.unwrap();
+    assert_eq!(s.primary.timeouts, 1);
+    assert_eq!(s.shadow.primary_failed, 1);
+    assert_eq!(candidate.stats().requests_total, 0);
+    primary.shutdown().await;
+    candidate.shutdown().await;
+}
