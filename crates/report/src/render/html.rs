@@ -330,10 +330,24 @@ fn charts(m: &Measurements) -> Result<Vec<Chart>, String> {
     }
     push(&mut charts, "Latency by percentile", svg::spectrum(&lines)?);
 
-    // Latency over time: P50 solid, P99 dashed.
+    // Latency over time: P50 solid, P99 dashed. Every interval histogram is decoded (tens of
+    // thousands for a long run), so targets are done on threads of their own.
+    let timelines: Vec<Result<Vec<(f64, f64, f64)>, String>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = targets
+            .iter()
+            .map(|t| scope.spawn(move || latency_over_time(m, t)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err("a chart thread panicked".to_owned()))
+            })
+            .collect()
+    });
     let mut lines = Vec::new();
-    for t in &targets {
-        let per = latency_over_time(m, t)?;
+    for (t, per) in targets.iter().zip(timelines) {
+        let per = per?;
         if per.is_empty() {
             continue;
         }
