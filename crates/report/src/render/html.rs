@@ -332,7 +332,7 @@ fn charts(m: &Measurements) -> Result<Vec<Chart>, String> {
 
     // Latency over time: P50 solid, P99 dashed. Every interval histogram is decoded (tens of
     // thousands for a long run), so targets are done on threads of their own.
-    let timelines: Vec<Result<Vec<(f64, f64, f64)>, String>> = std::thread::scope(|scope| {
+    let timelines: Vec<Result<Timeline, String>> = std::thread::scope(|scope| {
         let handles: Vec<_> = targets
             .iter()
             .map(|t| scope.spawn(move || latency_over_time(m, t)))
@@ -472,8 +472,11 @@ fn spectrum_points(h: &Histogram<u64>) -> Vec<(f64, f64)> {
     pts
 }
 
+/// `(interval end s, P50 ms, P99 ms)` points.
+type Timeline = Vec<(f64, f64, f64)>;
+
 /// Per interval end (s): P50 and P99 (ms) of a target's response time over all routes.
-fn latency_over_time(m: &Measurements, target: &str) -> Result<Vec<(f64, f64, f64)>, String> {
+fn latency_over_time(m: &Measurements, target: &str) -> Result<Timeline, String> {
     let target = m.resolve(target);
     let mut per: BTreeMap<(u128, u128), Histogram<u64>> = BTreeMap::new();
     for (k, data) in &m.run.latency {
