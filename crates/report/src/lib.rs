@@ -1,4 +1,31 @@
-//! shadowgate-report: criteria as data, verdicts over merged runs, renderers.
+//! shadowgate-report: the rollout plan's phase gates as data, verdicts over merged run
+//! directories, and renderers for people and for CI.
+//!
+//! ```text
+//!  run dirs ──Measurements::open──▶ merged Run + per-dir facts ──evaluate(criteria)──▶ Report
+//!                                                                                      │
+//!        term · md · json · csv · junit · html · hgrm  ◀── render::* (any io::Write) ──┘
+//! ```
+//!
+//! Design decisions:
+//! - **Criteria are data** ([`criteria`], [`expr`]): `scenarios/phases.toml` holds the plan's
+//!   numbers as expressions (`p99 < "1ms"`, `error_rate < 0.1%`, `ratio(p50, primary) <= 1/7`,
+//!   Goose's compact `p50<150us`), parsed and unit-checked up front; every problem in the file
+//!   is reported at once with its line and the fix. `scenarios/rollback.toml` ([`rollback`])
+//!   uses the same language.
+//! - **Measuring is apart from rendering** (as in oha): [`evaluate`] produces a plain
+//!   [`Report`] (its JSON is a stable, versioned schema, see [`model`]); renderers only format
+//!   it, so every format shows the same numbers.
+//! - **Merging is exact**: histograms add, counts add ([`shadowgate_record::merge`]); facts in
+//!   each manifest's `extra` (generator limits, measured window, coverage) are read per
+//!   directory before merging ([`measure`]).
+//! - **Missing data never passes**: a criterion without data is `no-data` (fails) or, where the
+//!   file says `missing = "skip"`, `skipped`; a gate where nothing was judged fails.
+//! - **The generator is not the gateway**: throughput on a run whose load generator could not
+//!   hold its rate is `generator-limited`, not a gateway failure (and not a pass).
+//! - **"Slower" needs significance**: candidate vs primary latency is compared with a
+//!   Mann-Whitney U test computed from the histogram buckets ([`stats`]), with its effect
+//!   size, so small noisy shifts are not called regressions.
 
 pub mod criteria;
 pub mod error;
