@@ -63,6 +63,7 @@ need_pkg python3
 need_pip hdrh hdrhistogram   # the record crate's interop test reads .hlog files with it
 need_pkg wrk                 # side-by-side benches only
 need_pkg chromium            # the report crate opens report.html headless and checks a screenshot
+need_pkg promtool prometheus # check-alerts test: promtool check rules on the shipped alerts
 
 if [ -n "${CARGO_TARGET_DIR:-}" ]; then
     echo "CARGO_TARGET_DIR=$CARGO_TARGET_DIR"

@@ -16,6 +16,7 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
+mod alerts_cmd;
 mod demo;
 mod health;
 mod load_cmd;
@@ -86,6 +87,13 @@ enum Command {
     /// writes report.md, report.json, summary.csv, junit.xml and report.html (and .hgrm
     /// percentile files on request) into --out, by default the first run directory.
     Report(report_cmd::ReportArgs),
+
+    /// Check that every metric an alert rule uses exists on the gateway's /metrics.
+    ///
+    /// Reads a Prometheus rules file, lists the metrics each alerting rule's expression
+    /// selects, and looks for them in a live scrape (--metrics URL) or a saved one
+    /// (--scrape FILE). An alert whose metrics are missing can never fire.
+    CheckAlerts(alerts_cmd::CheckAlertsArgs),
 }
 
 fn main() -> ExitCode {
@@ -106,7 +114,7 @@ fn parse() -> Cli {
 }
 
 /// Exit codes of each command, shown at the end of its `--help`.
-const EXIT_CODES: [(&str, &str); 6] = [
+const EXIT_CODES: [(&str, &str); 7] = [
     (
         "sim",
         "Exit codes: 0 stopped cleanly by SIGTERM or SIGINT (Ctrl-C); 2 bad arguments or \
@@ -138,6 +146,12 @@ const EXIT_CODES: [(&str, &str); 6] = [
         "Exit codes: 0 every criterion passed; 1 a criterion failed, had no data, or was \
          generator-limited; 2 bad input (a run directory, the criteria file or an argument; \
          the message names the file and what is wrong).",
+    ),
+    (
+        "check-alerts",
+        "Exit codes: 0 every alert's metrics exist; 1 some alert uses a metric the gateway does \
+         not export (listed per alert); 2 bad input (rules file, scrape) or the gateway could \
+         not be scraped.",
     ),
 ];
 
@@ -173,6 +187,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Load(args) => load_cmd::run(args).await,
             Command::Mirror(args) => mirror_cmd::run(args).await,
             Command::Report(args) => report_cmd::run(args).await,
+            Command::CheckAlerts(args) => alerts_cmd::run(args).await,
         }
     })
 }

@@ -27,12 +27,14 @@
 //!   Mann-Whitney U test computed from the histogram buckets ([`stats`]), with its effect
 //!   size, so small noisy shifts are not called regressions.
 
+pub mod alerts;
 pub mod criteria;
 pub mod error;
 pub mod eval;
 pub mod expr;
 pub mod measure;
 pub mod model;
+pub mod prom;
 pub mod render;
 pub mod rollback;
 pub mod stats;
