@@ -22,6 +22,7 @@ mod health;
 mod load_cmd;
 mod mirror_cmd;
 mod report_cmd;
+mod sample_cmd;
 mod sim_cmd;
 
 /// Shadow-traffic comparison and load-test harness for migrating an HTTP gateway
@@ -94,6 +95,13 @@ enum Command {
     /// selects, and looks for them in a live scrape (--metrics URL) or a saved one
     /// (--scrape FILE). An alert whose metrics are missing can never fire.
     CheckAlerts(alerts_cmd::CheckAlertsArgs),
+
+    /// Record a gateway's CPU % and resident memory every second into a run directory.
+    ///
+    /// From /proc/PID, or from the gateway's Prometheus /metrics
+    /// (process_cpu_seconds_total, process_resident_memory_bytes). Writes resources.csv,
+    /// which `shadowgate report` uses for the CPU, memory and leak-slope criteria.
+    Sample(sample_cmd::SampleArgs),
 }
 
 fn main() -> ExitCode {
@@ -114,7 +122,7 @@ fn parse() -> Cli {
 }
 
 /// Exit codes of each command, shown at the end of its `--help`.
-const EXIT_CODES: [(&str, &str); 7] = [
+const EXIT_CODES: [(&str, &str); 8] = [
     (
         "sim",
         "Exit codes: 0 stopped cleanly by SIGTERM or SIGINT (Ctrl-C); 2 bad arguments or \
@@ -153,6 +161,12 @@ const EXIT_CODES: [(&str, &str); 7] = [
          not export (listed per alert); 2 bad input (rules file, scrape) or the gateway could \
          not be scraped.",
     ),
+    (
+        "sample",
+        "Exit codes: 0 sampling ended (--duration passed, SIGINT/SIGTERM, or the process \
+         exited) and the run directory is finished; 2 bad input (no such process, bad URL, \
+         the run directory exists or cannot be written).",
+    ),
 ];
 
 /// The clap command with each subcommand's exit codes appended to its help. Done here rather
@@ -188,6 +202,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Mirror(args) => mirror_cmd::run(args).await,
             Command::Report(args) => report_cmd::run(args).await,
             Command::CheckAlerts(args) => alerts_cmd::run(args).await,
+            Command::Sample(args) => sample_cmd::run(args).await,
         }
     })
 }

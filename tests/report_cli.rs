@@ -308,3 +308,83 @@ fn promtool_accepts_the_shipped_rules_where_installed() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn sample_records_resources_from_proc_and_from_metrics() {
+    let sim = crate::util::Server::spawn(&["sim", "--profile", "cpp", "--listen", "127.0.0.1:0"]);
+    let tmp = tempdir();
+    let by_pid = tmp.path().join("by-pid");
+    let pid = sim.pid().to_string();
+    let out = run(&[
+        "sample",
+        "--pid",
+        &pid,
+        "--out",
+        s(&by_pid),
+        "--interval",
+        "200ms",
+        "--duration",
+        "1s",
+    ]);
+    assert_eq!(out.code(), Some(0), "{out:?}");
+    let by_url = tmp.path().join("by-url");
+    let url = format!("{}/metrics", sim.url());
+    let out = run(&[
+        "sample",
+        "--metrics",
+        &url,
+        "--target",
+        "primary",
+        "--out",
+        s(&by_url),
+        "--interval",
+        "200ms",
+        "--duration",
+        "1s",
+    ]);
+    assert_eq!(out.code(), Some(0), "{out:?}");
+    for (dir, target) in [(&by_pid, "candidate"), (&by_url, "primary")] {
+        let run = shadowgate_record::Run::open(dir).unwrap();
+        assert!(run.manifest.ended_at.is_some());
+        assert!(run.resources.len() >= 3, "{:?}", run.resources);
+        assert!(run.resources.iter().all(|r| r.target == target));
+        assert!(
+            run.resources
+                .iter()
+                .all(|r| r.rss_bytes.unwrap_or(0) > 100_000)
+        );
+        assert!(run.resources[1..].iter().all(|r| r.cpu_percent.is_some()));
+    }
+    // The report reads them: CPU and memory criteria get numbers.
+    let gates = tmp.path().join("gates.toml");
+    std::fs::write(
+        &gates,
+        "[phases.1]\ncriteria = [\"cpu < 400%\", \"rss < 2GB\"]\n",
+    )
+    .unwrap();
+    let out = run(&[
+        "report",
+        s(&by_pid),
+        "--criteria",
+        s(&gates),
+        "--phase",
+        "1",
+        "--format",
+        "term",
+    ]);
+    assert_eq!(out.code(), Some(0), "{out:?}");
+
+    let out = run(&[
+        "sample",
+        "--pid",
+        "2147483600",
+        "--out",
+        s(&tmp.path().join("x")),
+    ]);
+    assert_eq!(out.code(), Some(2), "{out:?}");
+    assert!(out.stderr.contains("process 2147483600"), "{}", out.stderr);
+    assert!(
+        !tmp.path().join("x").exists(),
+        "nothing created for a bad PID"
+    );
+}
