@@ -24,6 +24,7 @@ mod mirror_cmd;
 mod report_cmd;
 mod sample_cmd;
 mod sim_cmd;
+mod watch_cmd;
 
 /// Shadow-traffic comparison and load-test harness for migrating an HTTP gateway
 /// (VeloZ: python on :8080 → C++ on :8081).
@@ -102,6 +103,13 @@ enum Command {
     /// (process_cpu_seconds_total, process_resident_memory_bytes). Writes resources.csv,
     /// which `shadowgate report` uses for the CPU, memory and leak-slope criteria.
     Sample(sample_cmd::SampleArgs),
+
+    /// Evaluate the rollback decision matrix live against a gateway's /metrics and /health.
+    ///
+    /// Scrapes every --interval, computes error rate, P99, CPU, memory growth and auth
+    /// failures over a sliding window, prints each rule's state changes (ok, pending,
+    /// FIRING), and runs --on-rollback once when a rollback rule has held for its duration.
+    Watch(watch_cmd::WatchArgs),
 }
 
 fn main() -> ExitCode {
@@ -122,7 +130,7 @@ fn parse() -> Cli {
 }
 
 /// Exit codes of each command, shown at the end of its `--help`.
-const EXIT_CODES: [(&str, &str); 8] = [
+const EXIT_CODES: [(&str, &str); 9] = [
     (
         "sim",
         "Exit codes: 0 stopped cleanly by SIGTERM or SIGINT (Ctrl-C); 2 bad arguments or \
@@ -167,6 +175,11 @@ const EXIT_CODES: [(&str, &str); 8] = [
          exited) and the run directory is finished; 2 bad input (no such process, bad URL, \
          the run directory exists or cannot be written).",
     ),
+    (
+        "watch",
+        "Exit codes: 0 stopped (--duration or SIGINT/SIGTERM) with no rollback rule fired; \
+         1 a rollback rule fired (--on-rollback ran once); 2 bad input (rollback file, URL).",
+    ),
 ];
 
 /// The clap command with each subcommand's exit codes appended to its help. Done here rather
@@ -203,6 +216,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Report(args) => report_cmd::run(args).await,
             Command::CheckAlerts(args) => alerts_cmd::run(args).await,
             Command::Sample(args) => sample_cmd::run(args).await,
+            Command::Watch(args) => watch_cmd::run(args).await,
         }
     })
 }

@@ -388,3 +388,154 @@ fn sample_records_resources_from_proc_and_from_metrics() {
         "nothing created for a bad PID"
     );
 }
+
+/// Sends GET /api/market to `addr` in a loop until `stop` is set (bounded by 30 s).
+fn traffic(
+    addr: std::net::SocketAddr,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<u64> {
+    std::thread::spawn(move || {
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let mut n = 0;
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) && std::time::Instant::now() < until
+        {
+            let _ = crate::util::http(addr, "GET", "/api/market", None);
+            n += 1;
+        }
+        n
+    })
+}
+
+/// A scripted gateway: every /metrics scrape shows 100 more requests, 5 of them 503s; /health
+/// is healthy. Serves at most `max` connections (bounded), on 127.0.0.1:0.
+fn erroring_gateway(max: usize) -> std::net::SocketAddr {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut scrapes = 0_u64;
+        for conn in listener.incoming().take(max) {
+            let Ok(mut conn) = conn else { continue };
+            let _ = conn.set_read_timeout(Some(std::time::Duration::from_secs(5)));
+            let mut buf = [0_u8; 2048];
+            let n = conn.read(&mut buf).unwrap_or(0);
+            let head = String::from_utf8_lossy(&buf[..n]);
+            let body = if head.starts_with("GET /metrics") {
+                scrapes += 1;
+                format!(
+                    "veloz_gateway_requests_total{{status=\"200\"}} {}\n\
+                     veloz_gateway_requests_total{{status=\"503\"}} {}\n",
+                    scrapes * 95,
+                    scrapes * 5
+                )
+            } else {
+                "{\"status\":\"ok\"}".to_owned()
+            };
+            let _ = write!(
+                conn,
+                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    addr
+}
+
+#[test]
+fn watch_fires_a_rollback_once_and_stays_quiet_on_a_healthy_sim() {
+    let tmp = tempdir();
+    let matrix = tmp.path().join("rollback.toml");
+    std::fs::write(
+        &matrix,
+        "[[rule]]\nname = \"errors\"\nexpr = \"error_rate > 1%\"\nfor = \"600ms\"\naction = \"rollback\"\n\
+         [[rule]]\nname = \"very slow\"\nexpr = \"p99 > 2s\"\nfor = \"600ms\"\naction = \"alert\"\n\
+         [[rule]]\nname = \"health\"\nexpr = \"health_ok == 0\"\nfor = \"600ms\"\naction = \"rollback\"\n",
+    )
+    .unwrap();
+    let marker = tmp.path().join("rolled-back");
+    let hook = format!("echo $SHADOWGATE_RULE >> {}", marker.display());
+    let watch = |url: &str, duration: &str| {
+        run(&[
+            "watch",
+            "--metrics",
+            url,
+            "--rollback",
+            s(&matrix),
+            "--on-rollback",
+            &hook,
+            "--interval",
+            "200ms",
+            "--window",
+            "400ms",
+            "--duration",
+            duration,
+        ])
+    };
+
+    // 5 % errors in every window: pending, then firing after 600 ms; the hook runs once.
+    let gw = erroring_gateway(200);
+    let out = watch(&format!("http://{gw}/metrics"), "3s");
+    assert_eq!(out.code(), Some(1), "{out:?}");
+    assert!(
+        out.stdout.contains("errors: ok -> pending"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains("errors: pending -> FIRING -> ROLLBACK (error_rate = 5%"),
+        "{}",
+        out.stdout
+    );
+    assert!(!out.stdout.contains("very slow:"), "{}", out.stdout);
+    assert_eq!(std::fs::read_to_string(&marker).unwrap(), "errors\n");
+    std::fs::remove_file(&marker).unwrap();
+
+    // The simulated C++ gateway with the plan's metric names, under load: nothing fires.
+    let config = tmp.path().join("sim.toml");
+    std::fs::write(
+        &config,
+        "[auth]\nenabled = false\n[metrics]\ndeployment_names = true\n",
+    )
+    .unwrap();
+    let sim = crate::util::Server::spawn(&[
+        "sim",
+        "--profile",
+        "cpp",
+        "--listen",
+        "127.0.0.1:0",
+        "--config",
+        s(&config),
+    ]);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = traffic(sim.addr, stop.clone());
+    let out = watch(&format!("{}/metrics", sim.url()), "2s");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(load.join().unwrap() > 10);
+    assert_eq!(out.code(), Some(0), "{out:?}");
+    assert!(
+        out.stdout.contains("no rollback condition fired"),
+        "{}",
+        out.stdout
+    );
+    assert!(!marker.exists());
+
+    // The gateway goes away: the health rule fires.
+    let url = format!("{}/metrics", sim.url());
+    let out = std::thread::scope(|sc| {
+        let watcher = sc.spawn(|| watch(&url, "3s"));
+        std::thread::sleep(std::time::Duration::from_millis(800));
+        let _ = sim.signal_and_wait("TERM");
+        watcher.join().unwrap()
+    });
+    assert_eq!(out.code(), Some(1), "{out:?}");
+    assert!(
+        out.stdout.contains("health: pending -> FIRING -> ROLLBACK"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(std::fs::read_to_string(&marker).unwrap(), "health\n");
+
+    let out = run(&["watch", "--metrics", "ftp://x/metrics", "--duration", "1s"]);
+    assert_eq!(out.code(), Some(2), "{out:?}");
+}

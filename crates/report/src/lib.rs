@@ -39,6 +39,7 @@ pub mod render;
 pub mod rollback;
 pub mod stats;
 pub mod units;
+pub mod watch;
 
 pub use criteria::{Criteria, Criterion, Missing, Phase, RoutePattern, RouteScope};
 pub use error::{ConfigErrors, ConfigIssue, ReportError};
