@@ -174,6 +174,8 @@ pub struct Limits {
     /// Schedule tickets that may wait for a free connection (default: 2 s worth, at least
     /// 1,024, at most 1,048,576). Tickets beyond it are dropped and mark the run.
     pub queue_capacity: Option<usize>,
+    /// Runtime threads of the generator (default 1: a current-thread runtime; see `run`).
+    pub threads: usize,
 }
 
 impl Default for Limits {
@@ -182,6 +184,7 @@ impl Default for Limits {
             min_achieved_ratio: 0.99,
             lateness_threshold: Duration::from_millis(1),
             queue_capacity: None,
+            threads: 1,
         }
     }
 }
@@ -334,6 +337,7 @@ pub struct RawGenerator {
     pub min_achieved_ratio: Option<f64>,
     pub lateness_threshold: Option<String>,
     pub queue_capacity: Option<i64>,
+    pub threads: Option<i64>,
 }
 
 impl RawScenario {
@@ -1188,6 +1192,13 @@ impl RawScenario {
                 limits.lateness_threshold,
                 false,
             );
+            if let Some(t) = g.threads {
+                if (1..=64).contains(&t) {
+                    limits.threads = t as usize;
+                } else {
+                    v.push("generator.threads", format!("{t} is not in 1..=64"));
+                }
+            }
             if let Some(q) = g.queue_capacity {
                 if (1..=16_777_216).contains(&q) {
                     limits.queue_capacity = Some(q as usize);
