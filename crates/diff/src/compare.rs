@@ -559,6 +559,7 @@ impl Sink<'_, '_> {
                     c: cd,
                     stack: Vec::with_capacity(16),
                     notes: Vec::new(),
+                    detail: None,
                 };
                 walk.value(pd.root(), cd.root());
             }
@@ -652,6 +653,9 @@ struct Walk<'s, 'r, 'o, 'v, 'd> {
     c: &'v Doc<'d>,
     stack: Vec<Seg<'v>>,
     notes: Vec<Note<'v, 'd>>,
+    /// `detail` text for the current notes, built on the first difference that needs it
+    /// (an element often has several differences).
+    detail: Option<Option<String>>,
 }
 
 /// Order differences list at most this many indices.
@@ -667,7 +671,14 @@ impl<'r: 'v, 'v, 'd> Walk<'_, 'r, '_, 'v, 'd> {
         if !self.sink.room() {
             return;
         }
-        let detail = self.detail();
+        let detail = match &self.detail {
+            Some(d) => d.clone(),
+            None => {
+                let d = self.detail();
+                self.detail = Some(d.clone());
+                d
+            }
+        };
         let pv = p.map(|i| self.p.to_value(i));
         let cv = c.map(|i| self.c.to_value(i));
         self.sink.at(&self.stack, kind, pv, cv, detail);
@@ -907,6 +918,7 @@ impl<'r: 'v, 'v, 'd> Walk<'_, 'r, '_, 'v, 'd> {
                 .take_while(|&&(x, _)| x == h)
                 .map(|&(_, j)| j)
                 .find(|&j| !used[j] && kb[j].is_some_and(|k| p.same(kv, c, k)));
+            self.detail = None;
             self.notes.push(Note {
                 key,
                 doc: p,
@@ -920,6 +932,7 @@ impl<'r: 'v, 'v, 'd> Walk<'_, 'r, '_, 'v, 'd> {
                 None => self.at_index(i, |w| w.emit(Kind::Missing, Some(pe), None)),
             }
             self.notes.pop();
+            self.detail = None;
         }
         // Elements without the key are compared in order among themselves.
         let keyless_b: Vec<usize> = (0..b.len()).filter(|&j| kb[j].is_none()).collect();
@@ -937,6 +950,7 @@ impl<'r: 'v, 'v, 'd> Walk<'_, 'r, '_, 'v, 'd> {
                 return;
             }
             if let (false, Some(kv)) = (used[j], kb[j]) {
+                self.detail = None;
                 self.notes.push(Note {
                     key,
                     doc: c,
@@ -944,6 +958,7 @@ impl<'r: 'v, 'v, 'd> Walk<'_, 'r, '_, 'v, 'd> {
                 });
                 self.at_index(j, |w| w.emit(Kind::Extra, None, Some(ce)));
                 self.notes.pop();
+                self.detail = None;
             }
         }
     }

@@ -1010,77 +1010,109 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn digits(&mut self) -> usize {
-        let from = self.pos;
-        while self.peek().is_some_and(|b| b.is_ascii_digit()) {
+    /// Reads digits into `mant` (flagging overflow); returns how many there were.
+    fn digits_into(&mut self, mant: &mut u64, overflow: &mut bool) -> i32 {
+        let mut n = 0;
+        while let Some(d @ b'0'..=b'9') = self.peek() {
+            match mant
+                .checked_mul(10)
+                .and_then(|x| x.checked_add(u64::from(d - b'0')))
+            {
+                Some(x) => *mant = x,
+                None => *overflow = true,
+            }
             self.pos += 1;
+            n += 1;
         }
-        self.pos - from
+        n
     }
 
     fn number(&mut self) -> Option<Num> {
         let start = self.pos;
         let negative = self.eat(b'-').is_some();
-        let int_start = self.pos;
+        let mut mant: u64 = 0;
+        let mut overflow = false;
         match self.peek()? {
             b'0' => self.pos += 1,
             b'1'..=b'9' => {
-                self.digits();
+                self.digits_into(&mut mant, &mut overflow);
             }
             _ => return None,
         }
-        let int_end = self.pos;
         let mut float = false;
+        let mut frac_digits = 0;
         if self.eat(b'.').is_some() {
             float = true;
-            if self.digits() == 0 {
+            frac_digits = self.digits_into(&mut mant, &mut overflow);
+            if frac_digits == 0 {
                 return None;
             }
         }
+        let mut exp: i32 = 0;
         if let Some(b'e' | b'E') = self.peek() {
             float = true;
             self.pos += 1;
-            if let Some(b'+' | b'-') = self.peek() {
+            let exp_negative = match self.peek() {
+                Some(b'-') => {
+                    self.pos += 1;
+                    true
+                }
+                Some(b'+') => {
+                    self.pos += 1;
+                    false
+                }
+                _ => false,
+            };
+            let mut n = 0;
+            while let Some(d @ b'0'..=b'9') = self.peek() {
+                // Saturate: anything this large is out of range either way.
+                exp = exp.saturating_mul(10).saturating_add(i32::from(d - b'0'));
                 self.pos += 1;
+                n += 1;
             }
-            if self.digits() == 0 {
+            if n == 0 {
                 return None;
             }
-        }
-        if !float {
-            let mut m: u64 = 0;
-            let mut fits = true;
-            for &d in &self.bytes()[int_start..int_end] {
-                match m
-                    .checked_mul(10)
-                    .and_then(|x| x.checked_add(u64::from(d - b'0')))
-                {
-                    Some(x) => m = x,
-                    None => {
-                        fits = false;
-                        break;
-                    }
-                }
-            }
-            if fits {
-                if !negative {
-                    return Some(Num::U(m));
-                }
-                if m == 0 {
-                    // serde_json reads `-0` as the float -0.0; so do we.
-                    return Some(Num::F(-0.0));
-                }
-                if let Some(i) = 0i64.checked_sub_unsigned(m) {
-                    return Some(Num::I(i));
-                }
+            if exp_negative {
+                exp = -exp;
             }
         }
-        // Floats, and integers beyond 64 bits (as serde_json does without
-        // `arbitrary_precision`). The slice is ASCII, so the bounds are char boundaries.
+        if !float && !overflow {
+            if !negative {
+                return Some(Num::U(mant));
+            }
+            if mant == 0 {
+                // serde_json reads `-0` as the float -0.0; so do we.
+                return Some(Num::F(-0.0));
+            }
+            if let Some(i) = 0i64.checked_sub_unsigned(mant) {
+                return Some(Num::I(i));
+            }
+        }
+        // Clinger's fast path: an exactly representable mantissa times or divided by an exactly
+        // representable power of ten is one correctly rounded IEEE operation.
+        let e = exp.saturating_sub(frac_digits);
+        if float && !overflow && mant < (1 << 53) && (-22..=22).contains(&e) {
+            // mant < 2^53, so the conversion is exact.
+            #[allow(clippy::cast_precision_loss)]
+            let m = mant as f64;
+            let p = POW10[e.unsigned_abs() as usize];
+            let v = if e >= 0 { m * p } else { m / p };
+            return Some(Num::F(if negative { -v } else { v }));
+        }
+        // Long mantissas, big exponents, and integers beyond 64 bits (as serde_json does
+        // without `arbitrary_precision`). The slice is ASCII, so its bounds are char
+        // boundaries.
         let f: f64 = self.text[start..self.pos].parse().ok()?;
         f.is_finite().then_some(Num::F(f))
     }
 }
+
+/// Powers of ten that are exact in an `f64`.
+const POW10: [f64; 23] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
+    1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+];
 
 fn hex4(b: &[u8]) -> Option<u32> {
     b.iter()
@@ -1286,6 +1318,19 @@ mod tests {
                     prop_assert!(d.is_some(), "{}", text);
                     let d = d.unwrap();
                     prop_assert_eq!(d.to_value(d.root()), v.clone());
+                }
+            }
+
+            #[test]
+            fn numbers_are_correctly_rounded(text in "-?(0|[1-9][0-9]{0,19})(\\.[0-9]{1,20})?([eE][+-]?[0-9]{1,3})?") {
+                let want: f64 = text.parse().unwrap();
+                match Doc::parse(text.as_bytes()) {
+                    // Out of range: refused, as serde_json does.
+                    None => prop_assert!(!want.is_finite(), "{}", text),
+                    Some(d) => {
+                        let Node::Num(n) = d.node(d.root()) else { panic!("{text} is not a number") };
+                        prop_assert_eq!(n.f64().to_bits(), want.to_bits(), "{}", text);
+                    }
                 }
             }
 

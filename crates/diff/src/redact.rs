@@ -75,6 +75,9 @@ pub struct Redactor {
     fields: Vec<String>,
     /// `fields` lower-cased without `_`/`-`, for the fast matcher.
     squashed: Vec<Vec<u8>>,
+    /// Which bytes a squashed secret name can end with: most field names are rejected on
+    /// their last byte alone.
+    last_bytes: [bool; 256],
 }
 
 impl Default for Redactor {
@@ -97,6 +100,7 @@ impl Redactor {
             headers: headers.into_iter().map(|h| lower(h.as_ref())).collect(),
             fields: fields.into_iter().map(|f| lower(f.as_ref())).collect(),
             squashed: Vec::new(),
+            last_bytes: [false; 256],
         };
         r.headers.retain(|h| !h.is_empty());
         r.fields.retain(|f| !f.is_empty());
@@ -114,6 +118,11 @@ impl Redactor {
             })
             .filter(|f| !f.is_empty())
             .collect();
+        for f in &r.squashed {
+            if let Some(&b) = f.last() {
+                r.last_bytes[usize::from(b)] = true;
+            }
+        }
         r
     }
 
@@ -161,6 +170,10 @@ impl Redactor {
         // squashed (lower-case, no separators) into a stack buffer, with a bit per position
         // where a word starts (after `_`/`-`, or at a camelCase hump).
         const CAP: usize = 64;
+        match name.bytes().rev().find(|c| *c != b'_' && *c != b'-') {
+            Some(last) if self.last_bytes[usize::from(last.to_ascii_lowercase())] => {}
+            _ => return false,
+        }
         let mut buf = [0u8; CAP];
         let mut starts: u64 = 0;
         let mut n = 0;
