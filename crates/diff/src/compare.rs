@@ -308,6 +308,26 @@ fn size_value(bytes: &[u8]) -> Value {
     json!({"bytes": bytes.len(), "sha256": hex::encode(&digest[..4])})
 }
 
+/// Fast check without allocating: both sides carry the header once with the same value, or
+/// neither carries it. Anything else goes through [`header_value`].
+fn headers_equal(p: &[(&str, &[u8])], c: &[(&str, &[u8])], name: &str) -> bool {
+    matches!((single_header(p, name), single_header(c, name)), (Some(a), Some(b)) if a == b)
+}
+
+/// `Some(None)`: absent; `Some(Some(v))`: present once; `None`: repeated.
+fn single_header<'h>(headers: &[(&str, &'h [u8])], name: &str) -> Option<Option<&'h [u8]>> {
+    let mut found = None;
+    for (n, v) in headers {
+        if n.trim().eq_ignore_ascii_case(name) {
+            if found.is_some() {
+                return None;
+            }
+            found = Some(v.trim_ascii());
+        }
+    }
+    Some(found)
+}
+
 /// Header values joined in wire order (`a, b` for a repeated header); `None` when absent.
 fn header_value(headers: &[(&str, &[u8])], name: &str) -> Option<String> {
     let mut out: Option<String> = None;
@@ -389,6 +409,9 @@ impl Sink<'_, '_> {
     fn headers(&mut self, p: &[(&str, &[u8])], c: &[(&str, &[u8])]) {
         let rules = self.rules;
         for name in &rules.headers {
+            if headers_equal(p, c, name) {
+                continue;
+            }
             let pv = header_value(p, name);
             let cv = header_value(c, name);
             if pv == cv {

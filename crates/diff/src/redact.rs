@@ -482,6 +482,29 @@ mod tests {
         assert_eq!(headers[1].1, "x");
     }
 
+    mod props {
+        use super::*;
+        use crate::testutil::arb_json;
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn redaction_is_idempotent(v in arb_json(), secret in "\\PC{0,12}") {
+                let r = Redactor::default();
+                let mut once = json!({"data": v, "password": secret, "list": [{"api_key": secret}]});
+                r.redact_value(&mut once);
+                let mut twice = once.clone();
+                prop_assert_eq!(r.redact_value(&mut twice), 0);
+                prop_assert_eq!(&twice, &once);
+                let text = once.to_string();
+                let again = r.redact_text(&text);
+                prop_assert_eq!(r.redact_text(&again), again.clone());
+                let body = r.redact_body(text.as_bytes()).into_owned();
+                prop_assert_eq!(r.redact_body(&body).into_owned(), body);
+            }
+        }
+    }
+
     #[test]
     fn text_and_bodies() {
         let r = Redactor::default();
