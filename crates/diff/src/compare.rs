@@ -150,6 +150,23 @@ pub struct Difference {
     pub detail: Option<String>,
 }
 
+impl Difference {
+    /// An empty difference to fill in.
+    fn blank() -> Self {
+        Self {
+            path: String::new(),
+            kind: Kind::Value,
+            primary: Value::Null,
+            candidate: Value::Null,
+            class: Class::Regression,
+            label: None,
+            signature: Signature(0),
+            pattern: String::new(),
+            detail: None,
+        }
+    }
+}
+
 /// The worst class present in a comparison.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -227,6 +244,8 @@ pub struct Comparer {
     pattern: String,
     /// Document storage for the primary and the candidate body.
     arenas: [Arena; 2],
+    /// Differences of the previous comparison, recycled.
+    pool: Vec<Difference>,
 }
 
 impl Comparer {
@@ -237,6 +256,8 @@ impl Comparer {
 
     /// Compares `exchange` under `rules` into `out` (cleared first).
     pub fn compare(&mut self, rules: &RuleSet, exchange: &Exchange<'_>, out: &mut Comparison) {
+        // The previous answer's differences become spares (bounded by `max_differences`).
+        self.pool.append(&mut out.differences);
         out.clear();
         out.method
             .extend(exchange.method.chars().map(|c| c.to_ascii_uppercase()));
@@ -260,6 +281,7 @@ impl Comparer {
             path: &mut self.path,
             pattern: &mut self.pattern,
             arenas: &mut self.arenas,
+            pool: &mut self.pool,
         };
         sink.status(exchange.primary.status, exchange.candidate.status);
         sink.headers(exchange.primary.headers, exchange.candidate.headers);
@@ -279,6 +301,7 @@ struct Sink<'r, 'o> {
     path: &'o mut String,
     pattern: &'o mut String,
     arenas: &'o mut [Arena; 2],
+    pool: &'o mut Vec<Difference>,
 }
 
 /// A parsed body.
@@ -372,20 +395,31 @@ impl Sink<'_, '_> {
         label: Option<Label>,
         primary: Value,
         candidate: Value,
-        detail: Option<String>,
+        detail: Option<&str>,
     ) {
         let signature = self.signature(self.pattern, kind);
-        self.diffs.push(Difference {
-            path: self.path.clone(),
-            kind,
-            primary,
-            candidate,
-            class,
-            label,
-            signature,
-            pattern: self.pattern.clone(),
-            detail,
-        });
+        // Reuse a difference from the previous comparison: its strings keep their capacity,
+        // so a steady stream of alike answers reports without allocating.
+        let mut d = self.pool.pop().unwrap_or_else(Difference::blank);
+        d.path.clear();
+        d.path.push_str(self.path);
+        d.pattern.clear();
+        d.pattern.push_str(self.pattern);
+        d.kind = kind;
+        d.primary = primary;
+        d.candidate = candidate;
+        d.class = class;
+        d.label = label;
+        d.signature = signature;
+        match (detail, &mut d.detail) {
+            (None, slot) => *slot = None,
+            (Some(text), Some(buf)) => {
+                buf.clear();
+                buf.push_str(text);
+            }
+            (Some(text), slot) => *slot = Some(text.to_owned()),
+        }
+        self.diffs.push(d);
     }
 
     fn status(&mut self, p: u16, c: u16) {
@@ -481,7 +515,7 @@ impl Sink<'_, '_> {
         kind: Kind,
         p: Option<Value>,
         c: Option<Value>,
-        detail: Option<String>,
+        detail: Option<&str>,
     ) {
         let class = self.body_class(path);
         let label = match (kind, &p, &c) {
@@ -510,7 +544,7 @@ impl Sink<'_, '_> {
     }
 
     /// A whole-body difference that is not a JSON walk (text, size, JSON vs text).
-    fn whole(&mut self, kind: Kind, p: Value, c: Value, detail: Option<String>) {
+    fn whole(&mut self, kind: Kind, p: Value, c: Value, detail: Option<&str>) {
         if !self.room() {
             return;
         }
@@ -551,7 +585,7 @@ impl Sink<'_, '_> {
         if pb.len() > max || cb.len() > max {
             if pb != cb {
                 let detail = format!("a body is over {max} bytes; compared by length and digest");
-                self.whole(Kind::Size, size_value(pb), size_value(cb), Some(detail));
+                self.whole(Kind::Size, size_value(pb), size_value(cb), Some(&detail));
             }
             return;
         }
@@ -602,12 +636,12 @@ impl Sink<'_, '_> {
                     describe(p),
                     describe(c)
                 );
-                self.whole(Kind::Type, pv, cv, Some(detail));
+                self.whole(Kind::Type, pv, cv, Some(&detail));
             }
             (Body::Binary(_), _) | (_, Body::Binary(_)) => {
                 if pb != cb {
                     let detail = "binary body; compared by length and digest".to_owned();
-                    self.whole(Kind::Size, size_value(pb), size_value(cb), Some(detail));
+                    self.whole(Kind::Size, size_value(pb), size_value(cb), Some(&detail));
                 }
             }
             (Body::Text(_) | Body::Empty, Body::Text(_) | Body::Empty) => {
@@ -618,14 +652,14 @@ impl Sink<'_, '_> {
                         let removed = self.excerpt(&out.removed);
                         let added = self.excerpt(&out.added);
                         let unified = self.redactor.redact_text(&out.unified).into_owned();
-                        self.whole(Kind::Text, removed, added, Some(unified));
+                        self.whole(Kind::Text, removed, added, Some(&unified));
                     }
                     None if pt != ct => {
                         let detail = format!(
                             "the first {} bytes are equal; compared by length and digest after that",
                             self.limits.max_text_bytes
                         );
-                        self.whole(Kind::Size, size_value(pb), size_value(cb), Some(detail));
+                        self.whole(Kind::Size, size_value(pb), size_value(cb), Some(&detail));
                     }
                     None => {}
                 }
@@ -694,16 +728,12 @@ impl<'r: 'v, 'v, 'd> Walk<'_, 'r, '_, 'v, 'd> {
         if !self.sink.room() {
             return;
         }
-        let detail = match &self.detail {
-            Some(d) => d.clone(),
-            None => {
-                let d = self.detail();
-                self.detail = Some(d.clone());
-                d
-            }
-        };
+        if self.detail.is_none() {
+            self.detail = Some(self.detail());
+        }
         let pv = p.map(|i| self.p.to_value(i));
         let cv = c.map(|i| self.c.to_value(i));
+        let detail = self.detail.as_ref().and_then(Option::as_deref);
         self.sink.at(&self.stack, kind, pv, cv, detail);
     }
 
@@ -910,7 +940,7 @@ impl<'r: 'v, 'v, 'd> Walk<'_, 'r, '_, 'v, 'd> {
             Kind::Order,
             Some(Value::Array(primary)),
             Some(Value::Array(perm)),
-            detail,
+            detail.as_deref(),
         );
     }
 
