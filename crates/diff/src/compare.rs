@@ -1666,6 +1666,34 @@ mod tests {
             }
 
             #[test]
+            fn any_pair_compares_without_panicking(
+                a in arb_json(),
+                b in arb_json(),
+                junk in proptest::collection::vec(any::<u8>(), 0..64),
+            ) {
+                let rule_sets = [
+                    RuleSet::default(),
+                    rules(json!({"limits": {"max_differences": 5}, "defaults": {
+                        "arrays": [{"path": "/**", "key": "a"}],
+                        "tolerance": {"rel": 0.001},
+                        "normalize": {"sort": {"/**": "b"}, "rename": {"a": "b"}, "drop": ["/*/c"]},
+                        "candidate": {"unwrap": "/a", "map_values": {"x": {"y": [1, {"z": null}]}}},
+                        "ignore": ["/**/a"], "noise": ["/*"]}})),
+                    rules(json!({"defaults": {"arrays": [{"path": "/**", "mode": "unordered"}]}})),
+                ];
+                let (ta, tb) = (a.to_string(), b.to_string());
+                for r in &rule_sets {
+                    let out = run_on(r, "GET", "/p/1", &ta, &tb);
+                    prop_assert!(out.differences.len() <= r.limits().max_differences);
+                    for d in &out.differences {
+                        prop_assert!(d.path.is_empty() || d.path.starts_with('/'));
+                    }
+                    let text = String::from_utf8_lossy(&junk).into_owned();
+                    let _ = run_on(r, "GET", "/p/1", &ta, &text);
+                }
+            }
+
+            #[test]
             fn secrets_never_leak(secret in "[A-Z]{12}", other in "[A-Z]{12}", v in arb_json()) {
                 prop_assume!(secret != other);
                 let p = json!({"password": secret, "data": v, "nested": [{"refresh_token": secret}]});
