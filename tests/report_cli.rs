@@ -539,3 +539,71 @@ fn watch_fires_a_rollback_once_and_stays_quiet_on_a_healthy_sim() {
     let out = run(&["watch", "--metrics", "ftp://x/metrics", "--duration", "1s"]);
     assert_eq!(out.code(), Some(2), "{out:?}");
 }
+
+/// The rollback matrix against the simulator's own /metrics: injected 5xx answers and injected
+/// latency on `GET /api/market` show in its counters and histogram, and both rules fire.
+#[test]
+fn watch_fires_on_the_sims_injected_errors_and_latency() {
+    let tmp = tempdir();
+    let matrix = tmp.path().join("rollback.toml");
+    std::fs::write(
+        &matrix,
+        "[[rule]]\nname = \"errors\"\nexpr = \"error_rate > 1%\"\nfor = \"600ms\"\naction = \"rollback\"\n\
+         [[rule]]\nname = \"slow\"\nexpr = \"p99 > 15ms\"\nfor = \"600ms\"\naction = \"alert\"\n",
+    )
+    .unwrap();
+    // Faults only on the route the traffic uses, so the scrapes themselves stay clean.
+    let config = tmp.path().join("sim.toml");
+    std::fs::write(
+        &config,
+        "[auth]\nenabled = false\n[metrics]\ndeployment_names = true\n\
+         [[latency.routes]]\nroute = \"GET /api/market\"\nmodel = \"fixed:20ms\"\n\
+         [[faults]]\nkind = \"error\"\nroute = \"GET /api/market\"\nfraction = 0.5\nstatus = 503\n",
+    )
+    .unwrap();
+    let sim = crate::util::Server::spawn(&[
+        "sim",
+        "--profile",
+        "cpp",
+        "--listen",
+        "127.0.0.1:0",
+        "--config",
+        s(&config),
+        "--seed",
+        "3",
+    ]);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let loads = [
+        traffic(sim.addr, stop.clone()),
+        traffic(sim.addr, stop.clone()),
+    ];
+    let out = run(&[
+        "watch",
+        "--metrics",
+        &format!("{}/metrics", sim.url()),
+        "--rollback",
+        s(&matrix),
+        "--interval",
+        "200ms",
+        "--window",
+        "1s",
+        "--duration",
+        "4s",
+    ]);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let sent: u64 = loads.into_iter().map(|h| h.join().unwrap()).sum();
+    assert!(sent > 20, "traffic reached the sim: {sent}");
+    assert_eq!(out.code(), Some(1), "{out:?}");
+    assert!(
+        out.stdout.contains("errors: pending -> FIRING -> ROLLBACK"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("slow: pending -> FIRING"),
+        "{}",
+        out.stdout
+    );
+    let (_, stats) = crate::util::http(sim.addr, "GET", "/__sim/stats", None);
+    assert!(stats.contains("503") || stats.contains("error"), "{stats}");
+}

@@ -158,6 +158,9 @@ pub(crate) async fn handle(
         0
     };
     let decision = app.plan.decide(slot, seq);
+    // Timed from here so that injected stalls and latency show in /metrics as a real gateway's
+    // slowness would: `watch` and the alert checks are tested against these figures.
+    let started = app.metrics_on.then(Instant::now);
 
     if let Some(d) = &decision {
         if let Some((stall, every)) = d.stall {
@@ -192,15 +195,21 @@ pub(crate) async fn handle(
             Some(Terminal::Error { status }) => {
                 app.stats.count_fault(FaultCounter::Error5xx);
                 let reply = app.injected_error(status);
-                return Ok(app.render().response(reply, None, &mut |_| {}));
+                let resp = app.render().response(reply, None, &mut |_| {});
+                // An injected 5xx is an error the gateway answered: count it like one.
+                if let Some(t0) = started {
+                    app.metrics.request_started();
+                    app.metrics
+                        .request_finished(resp.status().as_u16(), t0.elapsed());
+                }
+                return Ok(resp);
             }
         }
     }
 
-    let t0 = app.metrics_on.then(|| {
+    if started.is_some() {
         app.metrics.request_started();
-        Instant::now()
-    });
+    }
     let (reply, rate) = app
         .serve(route, resolved.param, &parts, body, peer, seq)
         .await;
@@ -221,7 +230,7 @@ pub(crate) async fn handle(
         app.stats.count_fault(FaultCounter::SlowBody);
         resp = resp.map(|b| b.into_slow(delay, chunk));
     }
-    if let Some(t0) = t0 {
+    if let Some(t0) = started {
         app.metrics
             .request_finished(resp.status().as_u16(), t0.elapsed());
     }
