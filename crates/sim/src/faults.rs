@@ -25,8 +25,11 @@
 //!   request in the window being delayed, not a fraction of them.
 //! - **Sub-millisecond waits.** tokio's timer has 1 ms granularity, so a 200 µs delay would
 //!   become 1 ms. With `latency.spin` (the default) the timer is used up to 1 ms before the
-//!   deadline and the rest is spent yielding to the scheduler in a loop: accurate to a few
-//!   microseconds, at the price of CPU while requests wait.
+//!   deadline and the rest is spent yielding to the scheduler in a loop, at the price of CPU
+//!   while requests wait. A yield hands the thread to every other ready task first, so on a
+//!   busy runtime the loop noticed its deadline ~30 µs late (measured: 200 µs injected read
+//!   228 µs); the last [`FINAL_SPIN`] are therefore spun in place without yielding, which
+//!   blocks one worker for at most that long per delayed request.
 
 use std::io;
 use std::pin::Pin;
@@ -254,10 +257,17 @@ pub(crate) async fn wait(d: Duration, spin: bool) {
         tokio::time::sleep_until(deadline - coarse).await;
     }
     // Bounded by the deadline: each turn gives the scheduler back to other tasks.
-    while Instant::now() < deadline {
+    while Instant::now() + FINAL_SPIN < deadline {
         tokio::task::yield_now().await;
     }
+    // Bounded by FINAL_SPIN: the end of the wait must not depend on other tasks' turns.
+    while Instant::now() < deadline {
+        std::hint::spin_loop();
+    }
 }
+
+/// How much of a sub-millisecond wait ends in an in-place spin (see the module docs).
+const FINAL_SPIN: Duration = Duration::from_micros(40);
 
 /// Seeded garbage that cannot be mistaken for an HTTP answer.
 pub(crate) fn garbage_bytes(bytes: usize, noise: u64) -> Bytes {
@@ -404,6 +414,20 @@ mod tests {
     use crate::config::{FaultRule, SimConfig};
     use crate::config::{Profile, RoutePattern};
     use crate::routes::RouteId;
+
+    #[tokio::test]
+    async fn sub_millisecond_waits_never_end_early() {
+        for us in [5u64, 30, 200, 900, 1500] {
+            let d = Duration::from_micros(us);
+            let t = Instant::now();
+            wait(d, true).await;
+            assert!(
+                t.elapsed() >= d,
+                "{us} µs wait ended after {:?}",
+                t.elapsed()
+            );
+        }
+    }
 
     fn cfg_with(faults: Vec<FaultRule>) -> SimConfig {
         let mut cfg = SimConfig::default_for(Profile::Python);
