@@ -106,6 +106,7 @@
 
 #![warn(missing_docs)]
 
+pub mod audit;
 mod compare;
 mod doc;
 mod error;
