@@ -110,6 +110,7 @@ pub mod audit;
 mod compare;
 mod doc;
 mod error;
+pub mod flow;
 mod labels;
 mod noise;
 mod normalize;

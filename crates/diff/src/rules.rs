@@ -55,6 +55,10 @@ pub struct RawRuleSet {
     pub limits: RawLimits,
     /// Per-route rules.
     pub routes: Vec<RawRoute>,
+    /// Event-stream comparison (`[[streams]]`).
+    pub streams: Vec<crate::stream::RawStreamRule>,
+    /// Order-flow tracking and comparison (`[flows]`).
+    pub flows: crate::flow::RawFlows,
 }
 
 /// Comparison rules (the `defaults` table; routes carry the same fields).
@@ -111,6 +115,10 @@ pub struct RawRoute {
     pub candidate_path: Option<String>,
     /// Request body mapping for the candidate.
     pub candidate_body: RawBodyMap,
+    /// Where order (and other) ids live in this route's answers and requests.
+    pub ids: crate::flow::RawIdsField,
+    /// The route's role in an order flow: `submit`, `cancel` or `state`.
+    pub flow: Option<String>,
 
     /// See [`RawCompare::headers`].
     pub headers: Option<Vec<String>>,
@@ -462,6 +470,8 @@ pub struct RouteRule {
     sample_key: Option<SampleKey>,
     translation: RequestTranslation,
     compare: CompareRules,
+    ids: Vec<crate::flow::IdRule>,
+    flow_step: Option<crate::flow::FlowStep>,
 }
 
 impl RouteRule {
@@ -503,6 +513,16 @@ impl RouteRule {
     /// Comparison rules (defaults merged in).
     pub fn compare_rules(&self) -> &CompareRules {
         &self.compare
+    }
+
+    /// Where ids live in this route's answers and requests.
+    pub fn ids(&self) -> &[crate::flow::IdRule] {
+        &self.ids
+    }
+
+    /// The route's role in an order flow.
+    pub fn flow_step(&self) -> Option<crate::flow::FlowStep> {
+        self.flow_step
     }
 
     /// The candidate's method and path for a request on this route.
@@ -547,6 +567,8 @@ pub struct RuleSet {
     defaults: CompareRules,
     redactor: Redactor,
     limits: Limits,
+    streams: Vec<crate::stream::StreamRule>,
+    flows: crate::flow::FlowRules,
 }
 
 /// The route a request falls under.
@@ -597,6 +619,9 @@ impl RuleSet {
         }
         let limits = compile_limits(&raw.limits, &mut errs);
         let redactor = compile_redact(&raw.redact, &mut errs);
+        let streams = crate::stream::compile_streams(&raw.streams, &mut errs);
+        let any_step = routes.iter().any(|(_, r)| r.flow_step.is_some());
+        let flows = crate::flow::compile_flows(&raw.flows, any_step, &mut errs);
         if !errs.is_empty() {
             return Err(errs);
         }
@@ -615,6 +640,8 @@ impl RuleSet {
             defaults,
             redactor,
             limits,
+            streams,
+            flows,
         })
     }
 
@@ -636,6 +663,21 @@ impl RuleSet {
     /// Size caps.
     pub fn limits(&self) -> &Limits {
         &self.limits
+    }
+
+    /// Order-flow settings.
+    pub fn flows(&self) -> &crate::flow::FlowRules {
+        &self.flows
+    }
+
+    /// Event-stream rules.
+    pub fn streams(&self) -> &[crate::stream::StreamRule] {
+        &self.streams
+    }
+
+    /// The stream rule covering `path` (without a query), if any.
+    pub fn stream_for(&self, path: &str) -> Option<&crate::stream::StreamRule> {
+        self.streams.iter().find(|s| s.matches(path))
     }
 
     /// The most specific rule whose template and methods match.
@@ -1234,6 +1276,8 @@ fn compile_route(
             }),
         }
     }
+    let (ids, flow_step) =
+        crate::flow::compile_ids(&raw.ids, raw.flow.as_deref(), key, &captures, errs);
     Some(RouteRule {
         template: template?,
         methods,
@@ -1246,6 +1290,8 @@ fn compile_route(
             body,
         },
         compare,
+        ids,
+        flow_step,
     })
 }
 

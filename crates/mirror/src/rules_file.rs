@@ -130,7 +130,7 @@ struct Loader {
     section_origins: Vec<(&'static str, PathBuf)>,
 }
 
-const SECTIONS: [&str; 3] = ["defaults", "redact", "limits"];
+const SECTIONS: [&str; 4] = ["defaults", "redact", "limits", "flows"];
 
 impl Loader {
     /// Validates what deserialized, and returns every problem (serde's and the rules').
@@ -270,6 +270,11 @@ impl Loader {
         {
             raw.limits = x;
         }
+        if let Some(v) = table.remove("flows")
+            && let Some(x) = self.section::<shadowgate_diff::flow::RawFlows>(v, "flows", top)
+        {
+            raw.flows = x;
+        }
         match table.remove("routes") {
             None => {}
             Some(Value::Array(routes)) => {
@@ -296,7 +301,7 @@ impl Loader {
             self.problem(
                 top,
                 key.clone(),
-                "unknown key; expected include, defaults, redact, limits or routes",
+                "unknown key; expected include, defaults, redact, limits, flows or routes",
             );
         }
         raw

@@ -1,0 +1,1199 @@
+//! Order flows: where order ids live per route (`ids`), how whole order lifecycles are
+//! observed and compared (`[flows]`), and the pure comparison of two flows.
+//!
+//! # Design decisions
+//! - **A flow is what a client could learn about one order** on one gateway: the submit
+//!   answer, the ack or reject, fills (qty, price), the cancel answer and the final state
+//!   (status, executed qty, average price). The mirror fills a [`Flow`] per side from
+//!   answers, order events and polls; this module only compares two of them.
+//! - **One difference per kind per flow.** A flow the candidate rejected differs from the
+//!   primary's filled flow in its ack, its fills and its final state; all of that is one
+//!   `state-mismatch` naming every differing step, not three findings. Consequences are
+//!   suppressed: once the outcome (submit status, ack, final status) differs, fills and
+//!   amounts are not compared, so a count of `fill-mismatch` flows is a count of orders whose
+//!   outcome agrees but whose executions do not.
+//! - **Missing events are only findings when both streams were watched.** Without order
+//!   events a flow has no ack or fill steps on either side; steps derived from the final
+//!   state are compared instead.
+//! - **Known gateway differences are normalized, not compared:** statuses are compared
+//!   upper-case, an empty `reason` equals none (C++ strings are never null), and a missing
+//!   average price equals 0 when nothing executed (Python `null`, C++ `0.0`).
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::error::RuleError;
+use crate::rules::Tolerance;
+
+// ----------------------------------------------------------------------------------------
+// Raw rules
+// ----------------------------------------------------------------------------------------
+
+/// One id location rule of a route (`ids = { kind = "order", primary = "/client_order_id",
+/// candidate = "/data/client_order_id" }`, or a list of them).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawIds {
+    /// What the id names (`order`, `venue`, ...): ids of one kind map to each other.
+    pub kind: Option<String>,
+    /// JSON Pointer of the id in the primary's answer (learned from).
+    pub primary: Option<String>,
+    /// JSON Pointer of the id in the candidate's answer (learned from).
+    pub candidate: Option<String>,
+    /// Where a request on this route carries a primary id, rewritten to the candidate's id
+    /// in the candidate's copy: `body:<field or /pointer>`, `query:<name>`, `capture:<name>`.
+    pub request: Vec<String>,
+}
+
+/// `ids` as written: one table or a list of tables.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum RawIdsField {
+    /// `ids = { ... }`
+    One(RawIds),
+    /// `ids = [{ ... }, { ... }]`
+    Many(Vec<RawIds>),
+}
+
+impl Default for RawIdsField {
+    fn default() -> Self {
+        RawIdsField::Many(Vec::new())
+    }
+}
+
+impl RawIdsField {
+    fn entries(&self) -> &[RawIds] {
+        match self {
+            RawIdsField::One(one) => std::slice::from_ref(one),
+            RawIdsField::Many(many) => many,
+        }
+    }
+}
+
+/// One side's order-state poll.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawFlowSide {
+    /// Path (and query) of the order-state route, with `{id}` for this side's order id;
+    /// absent: this side is not polled.
+    pub poll: Option<String>,
+    /// JSON Pointer of the order-state object in the answer (`/data`); default the root.
+    pub unwrap: Option<String>,
+}
+
+/// The `[flows]` section.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawFlows {
+    /// Track and compare order flows (default true when any route has a `flow` step).
+    pub enabled: Option<bool>,
+    /// A flow with no news for this long is polled (when polling is set up) or compared.
+    pub quiet_ms: Option<u64>,
+    /// A flow not final on both sides this long after its submit is compared as it is, and
+    /// the side that is not final is reported as `timeout`.
+    pub timeout_ms: Option<u64>,
+    /// Statuses that end a flow (upper-case; default FILLED, CANCELLED, CANCELED, REJECTED).
+    pub final_statuses: Option<Vec<String>>,
+    /// Tolerance of fill and average prices (quantities are compared exactly).
+    pub price_tolerance: Option<crate::rules::RawTolerance>,
+    /// Most flows tracked at once; more are not tracked (and counted).
+    pub max_flows: Option<usize>,
+    /// Primary's order-state poll.
+    pub primary: RawFlowSide,
+    /// Candidate's order-state poll.
+    pub candidate: RawFlowSide,
+}
+
+// ----------------------------------------------------------------------------------------
+// Validated rules
+// ----------------------------------------------------------------------------------------
+
+/// Where a request carries an id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdLocation {
+    /// A JSON body field: a top-level name or a JSON Pointer.
+    Body(String),
+    /// A query parameter.
+    Query(String),
+    /// A capture of the route template.
+    Capture(String),
+}
+
+/// A validated id rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdRule {
+    /// What the id names (`order` by default).
+    pub kind: String,
+    /// JSON Pointer into the primary's answer.
+    pub primary: Option<String>,
+    /// JSON Pointer into the candidate's answer.
+    pub candidate: Option<String>,
+    /// Request-side locations to rewrite.
+    pub request: Vec<IdLocation>,
+}
+
+/// The role of a route in an order flow (`flow = "submit"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlowStep {
+    /// Places an order; its answer carries the order id.
+    Submit,
+    /// Cancels an order.
+    Cancel,
+    /// Reads an order's state.
+    State,
+}
+
+impl FlowStep {
+    /// The name used in rules and reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FlowStep::Submit => "submit",
+            FlowStep::Cancel => "cancel",
+            FlowStep::State => "state",
+        }
+    }
+}
+
+/// One side's order-state poll, validated.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct FlowSide {
+    /// Path template with `{id}`.
+    pub poll: Option<String>,
+    /// Where the state object is in the answer.
+    pub unwrap: String,
+}
+
+impl FlowSide {
+    /// The poll path for `id` (the id is percent-encoded where it needs to be).
+    pub fn poll_path(&self, id: &str) -> Option<String> {
+        let tpl = self.poll.as_deref()?;
+        Some(tpl.replace("{id}", &encode_component(id)))
+    }
+
+    /// The state object of an answer body.
+    pub fn state_of<'v>(&self, body: &'v Value) -> Option<&'v Value> {
+        body.pointer(&self.unwrap)
+    }
+}
+
+/// The `[flows]` settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FlowRules {
+    /// Track flows.
+    pub enabled: bool,
+    /// Quiet time before a poll or a comparison (ms).
+    pub quiet_ms: u64,
+    /// Time after the submit before a flow is compared as it is (ms).
+    pub timeout_ms: u64,
+    /// Final statuses (upper-case).
+    pub final_statuses: Vec<String>,
+    /// Price tolerance.
+    pub price_tolerance: Tolerance,
+    /// Most flows tracked at once.
+    pub max_flows: usize,
+    /// Primary's poll.
+    pub primary: FlowSide,
+    /// Candidate's poll.
+    pub candidate: FlowSide,
+}
+
+impl Default for FlowRules {
+    fn default() -> Self {
+        FlowRules {
+            enabled: false,
+            quiet_ms: 1000,
+            timeout_ms: 10_000,
+            final_statuses: ["FILLED", "CANCELLED", "CANCELED", "REJECTED"]
+                .map(str::to_owned)
+                .to_vec(),
+            price_tolerance: Tolerance::EXACT,
+            max_flows: 100_000,
+            primary: FlowSide::default(),
+            candidate: FlowSide::default(),
+        }
+    }
+}
+
+impl FlowRules {
+    /// Whether `status` ends a flow.
+    pub fn is_final(&self, status: &str) -> bool {
+        self.final_statuses
+            .iter()
+            .any(|s| s.eq_ignore_ascii_case(status))
+    }
+}
+
+fn pointer_ok(p: &str) -> bool {
+    p.is_empty() || p.starts_with('/')
+}
+
+/// Validates a route's `ids` and `flow` (`key` is `routes[i]`; `captures` are the template's).
+pub(crate) fn compile_ids(
+    raw: &RawIdsField,
+    flow: Option<&str>,
+    key: &str,
+    captures: &[String],
+    errs: &mut Vec<RuleError>,
+) -> (Vec<IdRule>, Option<FlowStep>) {
+    let invalid = |errs: &mut Vec<RuleError>, k: String, reason: String| {
+        errs.push(RuleError::Invalid { key: k, reason });
+    };
+    let mut out = Vec::new();
+    let many = matches!(raw, RawIdsField::Many(_));
+    for (i, r) in raw.entries().iter().enumerate() {
+        let k = if many {
+            format!("{key}.ids[{i}]")
+        } else {
+            format!("{key}.ids")
+        };
+        let kind = r.kind.clone().unwrap_or_else(|| "order".to_owned());
+        if kind.is_empty()
+            || !kind
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        {
+            invalid(
+                errs,
+                format!("{k}.kind"),
+                format!("{kind:?}: use a short name such as order or venue"),
+            );
+        }
+        for (name, p) in [("primary", &r.primary), ("candidate", &r.candidate)] {
+            if let Some(p) = p
+                && !pointer_ok(p)
+            {
+                invalid(
+                    errs,
+                    format!("{k}.{name}"),
+                    format!("{p:?} is not a JSON Pointer (it starts with /)"),
+                );
+            }
+        }
+        if r.primary.is_some() != r.candidate.is_some() {
+            invalid(
+                errs,
+                k.clone(),
+                "set both primary and candidate (where each gateway's answer carries the id), or neither".to_owned(),
+            );
+        }
+        let mut request = Vec::new();
+        for (j, loc) in r.request.iter().enumerate() {
+            let lk = format!("{k}.request[{j}]");
+            match loc.split_once(':') {
+                Some(("body", f)) if !f.is_empty() && (!f.starts_with('/') || f.len() > 1) => {
+                    request.push(IdLocation::Body(f.to_owned()));
+                }
+                Some(("query", q)) if !q.is_empty() => {
+                    request.push(IdLocation::Query(q.to_owned()))
+                }
+                Some(("capture", c)) if captures.iter().any(|x| x == c) => {
+                    request.push(IdLocation::Capture(c.to_owned()));
+                }
+                Some(("capture", c)) => {
+                    invalid(errs, lk, format!("the template has no capture {{{c}}}"));
+                }
+                _ => invalid(
+                    errs,
+                    lk,
+                    format!(
+                        "{loc:?}: use body:<field or /pointer>, query:<name> or capture:<name>"
+                    ),
+                ),
+            }
+        }
+        if r.primary.is_none() && r.request.is_empty() {
+            invalid(
+                errs,
+                k.clone(),
+                "says nothing: set primary/candidate (learn) or request (rewrite)".to_owned(),
+            );
+        }
+        out.push(IdRule {
+            kind,
+            primary: r.primary.clone(),
+            candidate: r.candidate.clone(),
+            request,
+        });
+    }
+    let step = flow.and_then(|f| match f {
+        "submit" => Some(FlowStep::Submit),
+        "cancel" => Some(FlowStep::Cancel),
+        "state" => Some(FlowStep::State),
+        other => {
+            invalid(
+                errs,
+                format!("{key}.flow"),
+                format!("{other:?}: use submit, cancel or state"),
+            );
+            None
+        }
+    });
+    if step.is_some() && !out.iter().any(|r| r.kind == "order") {
+        invalid(
+            errs,
+            format!("{key}.flow"),
+            "a flow step needs an `ids` rule of kind \"order\" saying where the order id is"
+                .to_owned(),
+        );
+    }
+    if step == Some(FlowStep::Submit)
+        && !out.iter().any(|r| r.kind == "order" && r.primary.is_some())
+    {
+        invalid(
+            errs,
+            format!("{key}.ids"),
+            "a submit route needs primary and candidate pointers of the order id in the answers"
+                .to_owned(),
+        );
+    }
+    (out, step)
+}
+
+/// Validates `[flows]`; `any_step` says whether some route has a flow step.
+pub(crate) fn compile_flows(
+    raw: &RawFlows,
+    any_step: bool,
+    errs: &mut Vec<RuleError>,
+) -> FlowRules {
+    let d = FlowRules::default();
+    let mut invalid = |k: &str, reason: String| {
+        errs.push(RuleError::Invalid {
+            key: format!("flows.{k}"),
+            reason,
+        });
+    };
+    let quiet_ms = raw.quiet_ms.unwrap_or(d.quiet_ms);
+    if quiet_ms == 0 {
+        invalid("quiet_ms", "must be more than 0".to_owned());
+    }
+    let timeout_ms = raw.timeout_ms.unwrap_or(d.timeout_ms);
+    if timeout_ms < quiet_ms {
+        invalid(
+            "timeout_ms",
+            format!("{timeout_ms} must be at least quiet_ms ({quiet_ms})"),
+        );
+    }
+    let max_flows = raw.max_flows.unwrap_or(d.max_flows);
+    if max_flows == 0 {
+        invalid("max_flows", "must be at least 1".to_owned());
+    }
+    let final_statuses = raw.final_statuses.as_ref().map_or(d.final_statuses, |l| {
+        l.iter().map(|s| s.to_ascii_uppercase()).collect()
+    });
+    let mut price_tolerance = Tolerance::EXACT;
+    if let Some(t) = &raw.price_tolerance {
+        for (name, v) in [("abs", t.abs), ("rel", t.rel)] {
+            if let Some(x) = v
+                && !(x.is_finite() && x >= 0.0)
+            {
+                invalid(
+                    &format!("price_tolerance.{name}"),
+                    format!("{x} must be a finite number >= 0"),
+                );
+            }
+        }
+        price_tolerance = Tolerance {
+            abs: t.abs.unwrap_or(0.0).max(0.0),
+            rel: t.rel.unwrap_or(0.0).max(0.0),
+        };
+    }
+    let mut side = |name: &str, s: &RawFlowSide| -> FlowSide {
+        if let Some(p) = &s.poll
+            && (!p.starts_with('/') || !p.contains("{id}"))
+        {
+            invalid(
+                &format!("{name}.poll"),
+                format!("{p:?}: a path starting with / and holding {{id}}"),
+            );
+        }
+        let unwrap = s.unwrap.clone().unwrap_or_default();
+        if !pointer_ok(&unwrap) {
+            invalid(
+                &format!("{name}.unwrap"),
+                format!("{unwrap:?} is not a JSON Pointer"),
+            );
+        }
+        FlowSide {
+            poll: s.poll.clone(),
+            unwrap,
+        }
+    };
+    let primary = side("primary", &raw.primary);
+    let candidate = side("candidate", &raw.candidate);
+    if primary.poll.is_some() != candidate.poll.is_some() {
+        invalid(
+            "candidate.poll",
+            "poll both sides or neither (one-sided states cannot be compared)".to_owned(),
+        );
+    }
+    FlowRules {
+        enabled: raw.enabled.unwrap_or(any_step),
+        quiet_ms,
+        timeout_ms,
+        final_statuses,
+        price_tolerance,
+        max_flows,
+        primary,
+        candidate,
+    }
+}
+
+/// Percent-encodes what cannot stand in a path segment or query value as it is.
+fn encode_component(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+// ----------------------------------------------------------------------------------------
+// Flows
+// ----------------------------------------------------------------------------------------
+
+/// An order's lifecycle on one gateway, as observed.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Flow {
+    /// This side's order id.
+    pub id: Option<String>,
+    /// Status of the submit answer; `None`: no answer (failed or never sent).
+    pub submit: Option<u16>,
+    /// The ack or reject from an order event: `Some(true)` accepted.
+    pub ack: Option<bool>,
+    /// The reject reason from the event.
+    pub reject_reason: Option<String>,
+    /// Fills from order events, in order.
+    pub fills: Vec<Fill>,
+    /// Status of the cancel answer, if the client cancelled.
+    pub cancel: Option<u16>,
+    /// The latest order state (from state answers, state events or polls).
+    pub state: Option<OrderState>,
+    /// Lifecycle events in the order they came (ack, reject, fill, cancelled).
+    pub sequence: Vec<Step>,
+    /// Whether order events of this side were being watched.
+    pub events_watched: bool,
+}
+
+/// One execution.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Fill {
+    /// Quantity.
+    pub qty: f64,
+    /// Price.
+    pub price: f64,
+}
+
+/// An order's state.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct OrderState {
+    /// Status (upper-case).
+    pub status: String,
+    /// Executed quantity.
+    pub executed_qty: f64,
+    /// Average price, if any.
+    pub avg_price: Option<f64>,
+    /// Reason of a reject (empty = none).
+    pub reason: Option<String>,
+}
+
+impl OrderState {
+    /// Reads a state object (`status`, `executed_qty`, `avg_price`, `reason`); `None` when it
+    /// has no status.
+    pub fn from_json(v: &Value) -> Option<OrderState> {
+        let status = v.get("status")?.as_str()?.trim().to_ascii_uppercase();
+        if status.is_empty() {
+            return None;
+        }
+        let num = |k: &str| v.get(k).and_then(Value::as_f64);
+        Some(OrderState {
+            status,
+            executed_qty: num("executed_qty").unwrap_or(0.0),
+            avg_price: num("avg_price"),
+            reason: v
+                .get("reason")
+                .and_then(Value::as_str)
+                .filter(|r| !r.is_empty())
+                .map(str::to_owned),
+        })
+    }
+}
+
+/// A lifecycle event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Step {
+    /// Accepted.
+    Ack,
+    /// Rejected.
+    Reject,
+    /// A fill.
+    Fill,
+    /// Cancelled.
+    Cancelled,
+}
+
+impl Step {
+    /// Name in reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Step::Ack => "ack",
+            Step::Reject => "reject",
+            Step::Fill => "fill",
+            Step::Cancelled => "cancelled",
+        }
+    }
+}
+
+impl Flow {
+    /// Applies one order event (`order_update`, `order_state`, `fill`, or a C++
+    /// `order-update` whose data says its `type`). Returns false when it is not an order
+    /// lifecycle event.
+    pub fn apply_event(&mut self, event: &str, data: &Value) -> bool {
+        let kind = data
+            .get("type")
+            .and_then(Value::as_str)
+            .filter(|_| event == "order-update" || event == "message" || event.is_empty())
+            .unwrap_or(event);
+        self.events_watched = true;
+        match kind {
+            "fill" => {
+                let num = |k: &str| data.get(k).and_then(Value::as_f64);
+                let (Some(qty), Some(price)) = (num("qty"), num("price")) else {
+                    return false;
+                };
+                self.fills.push(Fill { qty, price });
+                self.sequence.push(Step::Fill);
+                true
+            }
+            "order_update" => {
+                let status = data
+                    .get("status")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_ascii_uppercase();
+                match status.as_str() {
+                    "ACCEPTED" | "NEW" => {
+                        self.ack = Some(true);
+                        self.sequence.push(Step::Ack);
+                    }
+                    // A reject after the ack is a refused cancel (unknown order): the order
+                    // itself is unchanged.
+                    "REJECTED" if self.ack.is_none() => {
+                        self.ack = Some(false);
+                        self.reject_reason = data
+                            .get("reason")
+                            .and_then(Value::as_str)
+                            .filter(|r| !r.is_empty())
+                            .map(str::to_owned);
+                        self.sequence.push(Step::Reject);
+                    }
+                    "CANCELLED" | "CANCELED" => self.sequence.push(Step::Cancelled),
+                    _ => return false,
+                }
+                true
+            }
+            "order_state" => match OrderState::from_json(data) {
+                Some(s) => {
+                    self.state = Some(s);
+                    true
+                }
+                None => false,
+            },
+            _ => false,
+        }
+    }
+
+    /// Whether the flow has ended (its state is final).
+    pub fn is_final(&self, rules: &FlowRules) -> bool {
+        self.state
+            .as_ref()
+            .is_some_and(|s| rules.is_final(&s.status))
+            || self.ack == Some(false)
+    }
+}
+
+/// Kinds of flow differences.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum FlowKind {
+    /// A step the primary took is missing on the candidate.
+    MissingOnCandidate,
+    /// The candidate took a step the primary did not.
+    ExtraOnCandidate,
+    /// Outcome differs (submit status, ack/reject, final status).
+    StateMismatch,
+    /// Executions differ (qty exactly, price beyond the tolerance).
+    FillMismatch,
+    /// The same steps in another order.
+    SequenceMismatch,
+    /// A side did not reach a final state in time.
+    Timeout,
+}
+
+impl FlowKind {
+    /// Name in reports (`missing-on-candidate`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FlowKind::MissingOnCandidate => "missing-on-candidate",
+            FlowKind::ExtraOnCandidate => "extra-on-candidate",
+            FlowKind::StateMismatch => "state-mismatch",
+            FlowKind::FillMismatch => "fill-mismatch",
+            FlowKind::SequenceMismatch => "sequence-mismatch",
+            FlowKind::Timeout => "timeout",
+        }
+    }
+
+    /// Every kind.
+    pub const ALL: [FlowKind; 6] = [
+        FlowKind::MissingOnCandidate,
+        FlowKind::ExtraOnCandidate,
+        FlowKind::StateMismatch,
+        FlowKind::FillMismatch,
+        FlowKind::SequenceMismatch,
+        FlowKind::Timeout,
+    ];
+}
+
+/// One differing step.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepDiff {
+    /// Which step (`submit`, `ack`, `fills/0/price`, `final/status`, ...).
+    pub step: String,
+    /// The primary's value (`null` when absent).
+    pub primary: Value,
+    /// The candidate's value.
+    pub candidate: Value,
+}
+
+/// One flow difference: a kind and the steps that differ.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FlowDifference {
+    /// Kind.
+    pub kind: FlowKind,
+    /// The differing steps.
+    pub steps: Vec<StepDiff>,
+}
+
+impl FlowDifference {
+    /// The step names joined with `,` (what groups alike differences).
+    pub fn step_names(&self) -> String {
+        let mut names: Vec<&str> = self
+            .steps
+            .iter()
+            .map(|s| s.step.split('/').next().unwrap_or(&s.step))
+            .collect();
+        names.dedup();
+        names.join(",")
+    }
+}
+
+fn num(x: f64) -> Value {
+    serde_json::Number::from_f64(x).map_or(Value::Null, Value::Number)
+}
+
+fn opt_str(s: Option<&str>) -> Value {
+    s.map_or(Value::Null, |s| Value::String(s.to_owned()))
+}
+
+/// Compares the primary's flow with the candidate's; `timed_out` says which sides did not
+/// end in time. Differences go to `out` (cleared first), at most one per kind.
+pub fn compare_flows(
+    rules: &FlowRules,
+    p: &Flow,
+    c: &Flow,
+    timed_out: (bool, bool),
+    out: &mut Vec<FlowDifference>,
+) {
+    out.clear();
+    let mut add = |kind: FlowKind, step: String, pv: Value, cv: Value| {
+        let d = StepDiff {
+            step,
+            primary: pv,
+            candidate: cv,
+        };
+        match out.iter_mut().find(|x| x.kind == kind) {
+            Some(x) => x.steps.push(d),
+            None => out.push(FlowDifference {
+                kind,
+                steps: vec![d],
+            }),
+        }
+    };
+    // The submit: no answer at all is a missing flow; another status an outcome.
+    match (p.submit, c.submit) {
+        (Some(ps), None) => {
+            add(
+                FlowKind::MissingOnCandidate,
+                "submit".into(),
+                ps.into(),
+                Value::Null,
+            );
+            return;
+        }
+        (Some(ps), Some(cs)) if (200..300).contains(&ps) != (200..300).contains(&cs) => {
+            add(
+                FlowKind::StateMismatch,
+                "submit".into(),
+                ps.into(),
+                cs.into(),
+            );
+            return;
+        }
+        _ => {}
+    }
+    let (pt, ct) = timed_out;
+    if pt || ct {
+        let status = |f: &Flow| opt_str(f.state.as_ref().map(|s| s.status.as_str()));
+        add(
+            FlowKind::Timeout,
+            match (pt, ct) {
+                (true, true) => "final/both",
+                (true, false) => "final/primary",
+                _ => "final/candidate",
+            }
+            .into(),
+            status(p),
+            status(c),
+        );
+    }
+    let watched = p.events_watched && c.events_watched;
+    // The outcome: ack or reject, then the final status.
+    let mut outcome_differs = false;
+    match (p.ack, c.ack) {
+        (Some(a), Some(b)) if a != b => {
+            let v = |f: &Flow, ok: bool| {
+                if ok {
+                    Value::String("ACCEPTED".into())
+                } else {
+                    Value::String(format!(
+                        "REJECTED{}",
+                        f.reject_reason
+                            .as_deref()
+                            .map(|r| format!(" {r}"))
+                            .unwrap_or_default()
+                    ))
+                }
+            };
+            add(FlowKind::StateMismatch, "ack".into(), v(p, a), v(c, b));
+            outcome_differs = true;
+        }
+        (Some(a), None) if watched => add(
+            FlowKind::MissingOnCandidate,
+            "ack".into(),
+            Value::String(if a { "ACCEPTED" } else { "REJECTED" }.into()),
+            Value::Null,
+        ),
+        (None, Some(b)) if watched => add(
+            FlowKind::ExtraOnCandidate,
+            "ack".into(),
+            Value::Null,
+            Value::String(if b { "ACCEPTED" } else { "REJECTED" }.into()),
+        ),
+        _ => {}
+    }
+    if let (Some(ps), Some(cs)) = (&p.state, &c.state)
+        && ps.status != cs.status
+        && !pt
+        && !ct
+    {
+        add(
+            FlowKind::StateMismatch,
+            "final/status".into(),
+            ps.status.clone().into(),
+            cs.status.clone().into(),
+        );
+        outcome_differs = true;
+    }
+    if let (Some(pc), Some(cc)) = (p.cancel, c.cancel)
+        && (200..300).contains(&pc) != (200..300).contains(&cc)
+    {
+        add(
+            FlowKind::StateMismatch,
+            "cancel".into(),
+            pc.into(),
+            cc.into(),
+        );
+        outcome_differs = true;
+    }
+    if outcome_differs {
+        // Fills and amounts follow from the outcome: not findings of their own.
+        return;
+    }
+    // Fills from events.
+    if watched {
+        let n = p.fills.len().min(c.fills.len());
+        for i in 0..n {
+            let (a, b) = (p.fills[i], c.fills[i]);
+            if a.qty != b.qty {
+                add(
+                    FlowKind::FillMismatch,
+                    format!("fills/{i}/qty"),
+                    num(a.qty),
+                    num(b.qty),
+                );
+            }
+            if !rules.price_tolerance.accepts(a.price, b.price) {
+                add(
+                    FlowKind::FillMismatch,
+                    format!("fills/{i}/price"),
+                    num(a.price),
+                    num(b.price),
+                );
+            }
+        }
+        for (i, f) in p.fills.iter().enumerate().skip(n) {
+            add(
+                FlowKind::MissingOnCandidate,
+                format!("fills/{i}"),
+                fill_json(f),
+                Value::Null,
+            );
+        }
+        for (i, f) in c.fills.iter().enumerate().skip(n) {
+            add(
+                FlowKind::ExtraOnCandidate,
+                format!("fills/{i}"),
+                Value::Null,
+                fill_json(f),
+            );
+        }
+        let cancelled = |f: &Flow| f.sequence.contains(&Step::Cancelled);
+        match (cancelled(p), cancelled(c)) {
+            (true, false) => add(
+                FlowKind::MissingOnCandidate,
+                "cancelled".into(),
+                true.into(),
+                Value::Null,
+            ),
+            (false, true) => add(
+                FlowKind::ExtraOnCandidate,
+                "cancelled".into(),
+                Value::Null,
+                true.into(),
+            ),
+            _ => {}
+        }
+        // Same steps, another order.
+        if p.sequence != c.sequence {
+            let mut a = p.sequence.clone();
+            let mut b = c.sequence.clone();
+            a.sort_unstable();
+            b.sort_unstable();
+            if a == b {
+                let names = |s: &[Step]| {
+                    Value::String(s.iter().map(|x| x.as_str()).collect::<Vec<_>>().join(","))
+                };
+                add(
+                    FlowKind::SequenceMismatch,
+                    "sequence".into(),
+                    names(&p.sequence),
+                    names(&c.sequence),
+                );
+            }
+        }
+    }
+    // Amounts of the final state.
+    if let (Some(ps), Some(cs)) = (&p.state, &c.state) {
+        if ps.executed_qty != cs.executed_qty {
+            add(
+                FlowKind::FillMismatch,
+                "final/executed_qty".into(),
+                num(ps.executed_qty),
+                num(cs.executed_qty),
+            );
+        }
+        // Nothing executed: no average price, however each gateway spells that.
+        let avg = |s: &OrderState| match s.avg_price {
+            None if s.executed_qty == 0.0 => Some(0.0),
+            other => other,
+        };
+        match (avg(ps), avg(cs)) {
+            (Some(a), Some(b)) if !rules.price_tolerance.accepts(a, b) => {
+                add(
+                    FlowKind::FillMismatch,
+                    "final/avg_price".into(),
+                    num(a),
+                    num(b),
+                );
+            }
+            (Some(a), None) => add(
+                FlowKind::FillMismatch,
+                "final/avg_price".into(),
+                num(a),
+                Value::Null,
+            ),
+            (None, Some(b)) => add(
+                FlowKind::FillMismatch,
+                "final/avg_price".into(),
+                Value::Null,
+                num(b),
+            ),
+            _ => {}
+        }
+    }
+}
+
+fn fill_json(f: &Fill) -> Value {
+    serde_json::json!({ "qty": num(f.qty), "price": num(f.price) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn filled(price: f64) -> Flow {
+        let mut f = Flow {
+            submit: Some(200),
+            ..Flow::default()
+        };
+        f.apply_event(
+            "order_update",
+            &json!({"status": "ACCEPTED", "client_order_id": "a"}),
+        );
+        f.apply_event("fill", &json!({"qty": 0.5, "price": price}));
+        f.apply_event(
+            "order_state",
+            &json!({"status": "FILLED", "executed_qty": 0.5, "avg_price": price}),
+        );
+        f
+    }
+
+    fn kinds(out: &[FlowDifference]) -> Vec<FlowKind> {
+        out.iter().map(|d| d.kind).collect()
+    }
+
+    #[test]
+    fn equal_flows_have_no_difference() {
+        let mut out = Vec::new();
+        compare_flows(
+            &FlowRules::default(),
+            &filled(100.0),
+            &filled(100.0),
+            (false, false),
+            &mut out,
+        );
+        assert!(out.is_empty(), "{out:?}");
+    }
+
+    #[test]
+    fn a_reject_is_one_state_mismatch_not_a_fill_mismatch() {
+        let p = filled(100.0);
+        let mut c = Flow {
+            submit: Some(200),
+            ..Flow::default()
+        };
+        c.apply_event(
+            "order-update",
+            &json!({"type": "order_update", "status": "REJECTED", "reason": "risk"}),
+        );
+        c.apply_event(
+            "order-update",
+            &json!({"type": "order_state", "status": "REJECTED", "reason": "risk"}),
+        );
+        let mut out = Vec::new();
+        compare_flows(&FlowRules::default(), &p, &c, (false, false), &mut out);
+        assert_eq!(kinds(&out), vec![FlowKind::StateMismatch]);
+        assert_eq!(out[0].step_names(), "ack,final");
+        assert_eq!(out[0].steps[0].candidate, json!("REJECTED risk"));
+    }
+
+    #[test]
+    fn fill_price_within_tolerance_only() {
+        let mut rules = FlowRules::default();
+        let mut out = Vec::new();
+        compare_flows(
+            &rules,
+            &filled(100.0),
+            &filled(100.1),
+            (false, false),
+            &mut out,
+        );
+        assert_eq!(kinds(&out), vec![FlowKind::FillMismatch]);
+        assert_eq!(out[0].steps.len(), 2, "the fill and the average: {out:?}");
+        rules.price_tolerance = Tolerance {
+            abs: 0.0,
+            rel: 0.01,
+        };
+        compare_flows(
+            &rules,
+            &filled(100.0),
+            &filled(100.1),
+            (false, false),
+            &mut out,
+        );
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn a_dropped_fill_event_is_missing_on_candidate() {
+        let p = filled(100.0);
+        let mut c = filled(100.0);
+        c.fills.clear();
+        c.sequence.retain(|s| *s != Step::Fill);
+        let mut out = Vec::new();
+        compare_flows(&FlowRules::default(), &p, &c, (false, false), &mut out);
+        assert_eq!(kinds(&out), vec![FlowKind::MissingOnCandidate]);
+        assert_eq!(out[0].steps[0].step, "fills/0");
+        // Not watched: nothing to say about events.
+        let mut c2 = c.clone();
+        c2.events_watched = false;
+        compare_flows(&FlowRules::default(), &p, &c2, (false, false), &mut out);
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn extra_fill_and_sequence() {
+        let p = filled(100.0);
+        let mut c = filled(100.0);
+        c.apply_event("fill", &json!({"qty": 0.5, "price": 100.0}));
+        let mut out = Vec::new();
+        compare_flows(&FlowRules::default(), &p, &c, (false, false), &mut out);
+        assert!(kinds(&out).contains(&FlowKind::ExtraOnCandidate));
+        let mut c = Flow {
+            submit: Some(200),
+            ..Flow::default()
+        };
+        c.apply_event("fill", &json!({"qty": 0.5, "price": 100.0}));
+        c.apply_event("order_update", &json!({"status": "ACCEPTED"}));
+        c.apply_event(
+            "order_state",
+            &json!({"status": "FILLED", "executed_qty": 0.5, "avg_price": 100.0}),
+        );
+        compare_flows(&FlowRules::default(), &p, &c, (false, false), &mut out);
+        assert_eq!(kinds(&out), vec![FlowKind::SequenceMismatch]);
+    }
+
+    #[test]
+    fn known_spelling_differences_are_not_findings() {
+        // Python: avg_price null, reason null; C++: 0.0 and "" (veloz-api.md §1.2).
+        let p = Flow {
+            submit: Some(200),
+            cancel: Some(200),
+            state: OrderState::from_json(
+                &json!({"status": "CANCELLED", "executed_qty": 0.0, "avg_price": null, "reason": null}),
+            ),
+            ..Flow::default()
+        };
+        let c = Flow {
+            submit: Some(200),
+            cancel: Some(200),
+            state: OrderState::from_json(
+                &json!({"status": "cancelled", "executed_qty": 0, "avg_price": 0.0, "reason": ""}),
+            ),
+            ..Flow::default()
+        };
+        let mut out = Vec::new();
+        compare_flows(&FlowRules::default(), &p, &c, (false, false), &mut out);
+        assert!(out.is_empty(), "{out:?}");
+    }
+
+    #[test]
+    fn missing_candidate_answer_and_timeouts() {
+        let p = filled(1.0);
+        let c = Flow::default();
+        let mut out = Vec::new();
+        compare_flows(&FlowRules::default(), &p, &c, (false, false), &mut out);
+        assert_eq!(kinds(&out), vec![FlowKind::MissingOnCandidate]);
+        let mut c = Flow {
+            submit: Some(200),
+            ..Flow::default()
+        };
+        c.apply_event("order_update", &json!({"status": "ACCEPTED"}));
+        c.apply_event("fill", &json!({"qty": 0.5, "price": 1.0}));
+        compare_flows(&FlowRules::default(), &p, &c, (false, true), &mut out);
+        assert_eq!(kinds(&out), vec![FlowKind::Timeout]);
+        assert_eq!(out[0].steps[0].step, "final/candidate");
+        let c = Flow {
+            submit: Some(400),
+            ..Flow::default()
+        };
+        compare_flows(&FlowRules::default(), &p, &c, (false, false), &mut out);
+        assert_eq!(kinds(&out), vec![FlowKind::StateMismatch]);
+    }
+
+    #[test]
+    fn id_rules_validate() {
+        let mut errs = Vec::new();
+        let raw = RawIdsField::One(RawIds {
+            kind: None,
+            primary: Some("/client_order_id".into()),
+            candidate: Some("/data/client_order_id".into()),
+            request: vec![],
+        });
+        let (ids, step) = compile_ids(&raw, Some("submit"), "routes[0]", &[], &mut errs);
+        assert!(errs.is_empty(), "{errs:?}");
+        assert_eq!(ids[0].kind, "order");
+        assert_eq!(step, Some(FlowStep::Submit));
+        let raw = RawIdsField::Many(vec![RawIds {
+            kind: Some("order".into()),
+            primary: Some("nope".into()),
+            candidate: None,
+            request: vec![
+                "capture:x".into(),
+                "header:y".into(),
+                "query:client_order_id".into(),
+            ],
+        }]);
+        let (ids, _) = compile_ids(
+            &raw,
+            Some("sideways"),
+            "routes[1]",
+            &["id".into()],
+            &mut errs,
+        );
+        let keys: Vec<&str> = errs.iter().map(RuleError::key).collect();
+        assert_eq!(
+            keys,
+            vec![
+                "routes[1].ids[0].primary",
+                "routes[1].ids[0]",
+                "routes[1].ids[0].request[0]",
+                "routes[1].ids[0].request[1]",
+                "routes[1].flow"
+            ]
+        );
+        assert_eq!(
+            ids[0].request,
+            vec![IdLocation::Query("client_order_id".into())]
+        );
+    }
+
+    #[test]
+    fn flow_rules_validate_and_poll_paths() {
+        let mut errs = Vec::new();
+        let raw = RawFlows {
+            quiet_ms: Some(500),
+            primary: RawFlowSide {
+                poll: Some("/api/order_state?client_order_id={id}".into()),
+                unwrap: None,
+            },
+            candidate: RawFlowSide {
+                poll: Some("/api/orders/{id}".into()),
+                unwrap: Some("/data".into()),
+            },
+            ..RawFlows::default()
+        };
+        let r = compile_flows(&raw, true, &mut errs);
+        assert!(errs.is_empty(), "{errs:?}");
+        assert!(r.enabled);
+        assert_eq!(
+            r.candidate.poll_path("a b/c").unwrap(),
+            "/api/orders/a%20b%2Fc"
+        );
+        let body = json!({"data": {"status": "filled"}});
+        assert_eq!(r.candidate.state_of(&body).unwrap()["status"], "filled");
+        let bad = RawFlows {
+            quiet_ms: Some(0),
+            primary: RawFlowSide {
+                poll: Some("api".into()),
+                unwrap: Some("x".into()),
+            },
+            ..RawFlows::default()
+        };
+        compile_flows(&bad, false, &mut errs);
+        assert_eq!(errs.len(), 4, "{errs:?}");
+    }
+}
