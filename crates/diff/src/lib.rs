@@ -118,6 +118,7 @@ mod pointer;
 mod redact;
 mod route;
 mod rules;
+pub mod stream;
 mod text;
 mod value;
 
