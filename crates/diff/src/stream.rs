@@ -49,11 +49,12 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::compare::{Class, Comparer, Comparison, Difference, Exchange, Response};
+use crate::compare::{Class, Comparer, Comparison, Difference, Exchange, Response, Signature};
 use crate::error::RuleError;
 use crate::pointer::Pointer;
 use crate::route::RouteTemplate;
 use crate::rules::{RawCompare, RawRuleSet, RuleSet};
+use crate::value::Fnv;
 
 // ----------------------------------------------------------------------------------------
 // Parser
@@ -239,6 +240,14 @@ pub const DEFAULT_LATE: Duration = Duration::from_secs(10);
 pub const DEFAULT_SETTLE: Duration = Duration::from_millis(500);
 /// Default unpaired events kept per side.
 pub const DEFAULT_MAX_PENDING: usize = 20_000;
+/// Default: a candidate stream silent (not even a keep-alive) this long is stalled.
+pub const DEFAULT_STALL: Duration = Duration::from_secs(30);
+/// Default: the shadow subscription is kept this long after the last client left.
+pub const DEFAULT_LINGER: Duration = Duration::from_secs(5);
+/// Default first reconnect delay (doubled per failed attempt).
+pub const DEFAULT_RECONNECT_MIN: Duration = Duration::from_millis(100);
+/// Default longest reconnect delay.
+pub const DEFAULT_RECONNECT_MAX: Duration = Duration::from_secs(5);
 
 /// `[[streams]]`: how one event-stream route is compared.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -257,6 +266,15 @@ pub struct RawStreamRule {
     pub ignore_events: Option<Vec<String>>,
     /// Unpaired events kept per side (default 20000).
     pub max_pending: Option<usize>,
+    /// The candidate stream is stalled after this many ms without a byte, keep-alives
+    /// included (default 30000: three missed 10 s keep-alives).
+    pub stall_ms: Option<u64>,
+    /// Keep the shadow subscription this many ms after the last client left (default 5000).
+    pub linger_ms: Option<u64>,
+    /// First reconnect delay in ms, doubled per failed attempt (default 100).
+    pub reconnect_min_ms: Option<u64>,
+    /// Longest reconnect delay in ms (default 5000).
+    pub reconnect_max_ms: Option<u64>,
     /// Comparison rules for every event's data (each type's rules add to these).
     pub compare: RawCompare,
     /// Event types: name mapping, key and rules.
@@ -305,6 +323,9 @@ pub struct StreamRule {
     settle: Duration,
     ignore: Vec<String>,
     max_pending: usize,
+    stall: Duration,
+    linger: Duration,
+    reconnect: (Duration, Duration),
     /// Rules for names no type lists.
     fallback: RuleSet,
     types: Vec<StreamType>,
@@ -321,6 +342,9 @@ impl Default for StreamRule {
             settle: DEFAULT_SETTLE,
             ignore: vec!["keepalive".to_owned()],
             max_pending: DEFAULT_MAX_PENDING,
+            stall: DEFAULT_STALL,
+            linger: DEFAULT_LINGER,
+            reconnect: (DEFAULT_RECONNECT_MIN, DEFAULT_RECONNECT_MAX),
             fallback: RuleSet::default(),
             types: Vec::new(),
             names: BTreeMap::new(),
@@ -360,6 +384,21 @@ impl StreamRule {
     /// Settling time after a subscription starts.
     pub fn settle(&self) -> Duration {
         self.settle
+    }
+
+    /// Silence after which the candidate stream counts as stalled.
+    pub fn stall(&self) -> Duration {
+        self.stall
+    }
+
+    /// How long the shadow subscription outlives its last client.
+    pub fn linger(&self) -> Duration {
+        self.linger
+    }
+
+    /// First and longest reconnect delay.
+    pub fn reconnect(&self) -> (Duration, Duration) {
+        self.reconnect
     }
 
     /// Event types.
@@ -485,6 +524,28 @@ pub(crate) fn compile_streams(raw: &[RawStreamRule], errs: &mut Vec<RuleError>) 
                 ),
             });
         }
+        let stall = ms(r.stall_ms, DEFAULT_STALL);
+        let reconnect = (
+            ms(r.reconnect_min_ms, DEFAULT_RECONNECT_MIN),
+            ms(r.reconnect_max_ms, DEFAULT_RECONNECT_MAX),
+        );
+        for (name, zero) in [
+            ("stall_ms", stall.is_zero()),
+            ("reconnect_min_ms", reconnect.0.is_zero()),
+        ] {
+            if zero {
+                errs.push(RuleError::Invalid {
+                    key: format!("{at}.{name}"),
+                    reason: "must be at least 1".into(),
+                });
+            }
+        }
+        if reconnect.1 < reconnect.0 {
+            errs.push(RuleError::Invalid {
+                key: format!("{at}.reconnect_max_ms"),
+                reason: "must be at least reconnect_min_ms".into(),
+            });
+        }
         if r.max_pending == Some(0) {
             errs.push(RuleError::Invalid {
                 key: format!("{at}.max_pending"),
@@ -559,6 +620,9 @@ pub(crate) fn compile_streams(raw: &[RawStreamRule], errs: &mut Vec<RuleError>) 
                         .clone()
                         .unwrap_or_else(|| vec!["keepalive".to_owned()]),
                     max_pending: r.max_pending.unwrap_or(DEFAULT_MAX_PENDING),
+                    stall,
+                    linger: ms(r.linger_ms, DEFAULT_LINGER),
+                    reconnect,
                     fallback,
                     types,
                     names,
@@ -850,6 +914,17 @@ impl StreamMatcher {
         self.held[i].clear();
     }
 
+    /// Marks the unpaired events of `side` that arrived at or after `since` as not
+    /// reportable: their partners can no longer arrive (the other side's feed ended), so their
+    /// being unpaired says nothing about the candidate.
+    pub fn demote(&mut self, side: Side, since: Duration) {
+        for q in self.held[side.index()].values_mut() {
+            for h in q.iter_mut().filter(|h| h.at >= since) {
+                h.reportable = false;
+            }
+        }
+    }
+
     fn take_held(&mut self, i: usize, ty: &str, key: &str) -> Option<Held> {
         let slot = (ty.to_owned(), key.to_owned());
         let q = self.held[i].get_mut(&slot)?;
@@ -969,6 +1044,23 @@ impl StreamMatcher {
         }
         key
     }
+}
+
+/// Signature of a stream line: FNV-1a of `GET`, the route, `sse:<type>` plus the pattern, and
+/// the kind name (the same construction as a body difference's, with the event type folded
+/// into the pattern so that `/price` of `market` and of `order` group apart).
+pub fn stream_signature(route: &str, ty: &str, pattern: &str, kind: &str) -> Signature {
+    let mut h = Fnv::new();
+    h.write(b"GET")
+        .sep()
+        .write(route.as_bytes())
+        .sep()
+        .write(b"sse:")
+        .write(ty.as_bytes())
+        .write(pattern.as_bytes())
+        .sep()
+        .write(kind.as_bytes());
+    Signature(h.finish())
 }
 
 fn parse_data(data: &str) -> Value {
@@ -1245,6 +1337,30 @@ mod tests {
         assert_eq!(c.matched + c.late, 9);
         assert_eq!(c.missing, 1);
         assert_eq!(c.extra, 0);
+    }
+
+    #[test]
+    fn demoted_events_are_not_reported() {
+        let mut m = StreamMatcher::new(py_cpp_rule(100));
+        let mut out = Vec::new();
+        let e = |id: &str| {
+            frame(
+                "order_update",
+                json!({"type":"order_update","client_order_id":id}),
+            )
+        };
+        m.push(Side::Primary, ms(0), &e("old"), true, &mut out);
+        m.push(Side::Primary, ms(900), &e("recent"), true, &mut out);
+        // The candidate's feed ended at 1000 ms: only what arrived within the window before
+        // can still have been on its way.
+        m.demote(Side::Primary, ms(900));
+        m.finish(&mut out);
+        assert_eq!(m.counts().missing, 1);
+        assert_eq!(m.counts().unreported, 1);
+        assert_ne!(
+            stream_signature("/s", "order", "", "sse-missing"),
+            stream_signature("/s", "market", "", "sse-missing")
+        );
     }
 
     #[test]
