@@ -108,6 +108,15 @@ pub struct SimArgs {
     /// python one (an "identical" pair for tests).
     #[arg(long)]
     pub identical: bool,
+
+    /// python: write the gateway's `[AUDIT]` lines to FILE (appended), or to stderr with `-`.
+    #[arg(long, value_name = "FILE")]
+    pub audit_log: Option<String>,
+
+    /// cpp: write the gateway's NDJSON audit files (`audit-YYYY-MM-DD.log`) into DIR
+    /// (created if missing).
+    #[arg(long, value_name = "DIR")]
+    pub audit_dir: Option<String>,
 }
 
 impl SimArgs {
@@ -174,6 +183,12 @@ pub fn build_config(args: &SimArgs) -> Result<SimConfig, ConfigErrors> {
                 message: "only applies to --profile cpp".to_owned(),
             }),
         }
+    }
+    if args.audit_log.is_some() {
+        raw.audit.log.clone_from(&args.audit_log);
+    }
+    if args.audit_dir.is_some() {
+        raw.audit.dir.clone_from(&args.audit_dir);
     }
     let validated = raw.validate(&origin);
     match (validated, cli_issues.is_empty()) {

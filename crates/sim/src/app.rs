@@ -24,6 +24,7 @@ use hyper::{Method, Request, Response};
 use tokio::sync::watch;
 
 use crate::access::Guard;
+use crate::audit::{Action, D};
 use crate::auth::{ApiKeyStore, CreatedKey, JwtRules};
 use crate::body::SimBody;
 use crate::config::{Aspects, SimConfig};
@@ -64,6 +65,8 @@ pub(crate) struct App {
     pub cpp: Arc<CppState>,
     pub shutdown: watch::Receiver<bool>,
     pub started: Instant,
+    /// The audit log, when configured.
+    pub audit: Option<crate::audit::AuditLog>,
 }
 
 impl App {
@@ -92,11 +95,22 @@ impl App {
     ) -> (Reply, Option<crate::reply::RateHeaders>) {
         let principal = match self.authenticate(route, &parts.headers) {
             Ok(p) => p,
-            Err(reply) => return (reply, None),
+            Err(reply) => {
+                let path = [("path", D::S(parts.uri.path()))];
+                self.audit_event(Action::AuthFailed, "-", Some(peer.ip()), &path);
+                return (reply, None);
+            }
         };
         let rate = match self.rate_check(route, &principal, peer) {
             Ok(r) => r,
             Err(limited) => {
+                let path = [("path", D::S(parts.uri.path()))];
+                self.audit_event(
+                    Action::RateLimited,
+                    &principal.user_id,
+                    Some(peer.ip()),
+                    &path,
+                );
                 let (reply, headers) = *limited;
                 return (reply, Some(headers));
             }
@@ -124,6 +138,7 @@ impl App {
             body,
             principal: &principal,
             seq,
+            peer,
         });
         // Event streams carry no rate-limit headers.
         let rate = if matches!(reply, Reply::Sse { .. }) {

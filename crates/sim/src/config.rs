@@ -354,6 +354,8 @@ pub struct DivergenceConfig {
     pub changed_fields: Vec<ChangedField>,
     /// Fraction of SSE events silently left out of each stream.
     pub dropped_sse_fraction: f64,
+    /// Engine event types (`fill`, `market`, ...) that may be dropped; empty = every type.
+    pub dropped_sse_kinds: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -428,6 +430,8 @@ pub struct SimConfig {
     pub metrics: MetricsConfig,
     /// How long shutdown waits for open connections before dropping them.
     pub shutdown_grace: Duration,
+    /// Audit log (off by default).
+    pub audit: crate::audit::AuditConfig,
 }
 
 impl SimConfig {
@@ -499,6 +503,7 @@ fn unreachable_defaults(profile: Profile) -> SimConfig {
         divergence: DivergenceConfig::default(),
         metrics: MetricsConfig::default(),
         shutdown_grace: Duration::from_secs(5),
+        audit: crate::audit::AuditConfig::default(),
     }
 }
 
@@ -568,6 +573,8 @@ pub struct RawSimConfig {
     pub metrics: RawMetrics,
     #[serde(default)]
     pub server: RawServer,
+    #[serde(default)]
+    pub audit: crate::audit::RawAudit,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -709,6 +716,9 @@ pub struct RawDivergence {
     #[serde(default)]
     pub changed_field: Vec<RawChangedField>,
     pub dropped_sse_fraction: Option<f64>,
+    /// Engine event types the drop applies to (default: all).
+    #[serde(default)]
+    pub dropped_sse_kinds: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -1050,6 +1060,7 @@ impl RawSimConfig {
                 self.divergence.dropped_sse_fraction,
                 0.0,
             ),
+            dropped_sse_kinds: self.divergence.dropped_sse_kinds.clone(),
         };
 
         let shutdown_grace = issues.duration(
@@ -1057,6 +1068,13 @@ impl RawSimConfig {
             self.server.shutdown_grace.as_deref(),
             Duration::from_secs(5),
         );
+
+        let audit = self.audit.validate(profile).unwrap_or_else(|problems| {
+            for (key, message) in problems {
+                issues.push(key, message);
+            }
+            crate::audit::AuditConfig::default()
+        });
 
         if !issues.0.is_empty() {
             return Err(ConfigErrors {
@@ -1084,6 +1102,7 @@ impl RawSimConfig {
                 deployment_names: self.metrics.deployment_names.unwrap_or(false),
             },
             shutdown_grace,
+            audit,
         })
     }
 }

@@ -14,6 +14,7 @@ use serde_json::{Map, Value, json};
 
 use crate::access::Principal;
 use crate::app::App;
+use crate::audit::{Action, D};
 use crate::auth::{JwtHeaderStyle, mint_jwt};
 use crate::body::SimBody;
 use crate::config::Style;
@@ -36,6 +37,7 @@ pub(crate) struct Req<'a> {
     pub body: Bytes,
     pub principal: &'a Principal,
     pub seq: u64,
+    pub peer: std::net::SocketAddr,
 }
 
 impl Req<'_> {
@@ -144,13 +146,21 @@ impl App {
             Market => self.market(r.query("symbol")),
             MarketSymbol => self.market(Some(r.param())),
             OrderPy | OrdersPost => self.place_order(&r),
-            OrdersList => self.orders_list(),
-            OrderGet => match self.cpp.order(&r.param()) {
-                Some(o) => Reply::data(o.to_json()),
-                None => not_found("Order not found"),
-            },
+            OrdersList => {
+                self.audit(&r, Action::ListOrders, &[]);
+                self.orders_list()
+            }
+            OrderGet => {
+                let id = r.param();
+                self.audit(&r, Action::GetOrder, &[("client_order_id", D::S(&id))]);
+                match self.cpp.order(&id) {
+                    Some(o) => Reply::data(o.to_json()),
+                    None => not_found("Order not found"),
+                }
+            }
             OrderDelete => {
                 let id = r.param();
+                self.audit(&r, Action::CancelOrder, &[("client_order_id", D::S(&id))]);
                 self.engine.cancel(&id);
                 Reply::data(J::obj([
                     ("client_order_id", J::s(id)),
@@ -159,23 +169,35 @@ impl App {
                 ]))
             }
             Cancel => self.cancel(&r),
-            OrdersState => Reply::list(
-                self.engine
-                    .orders_state()
-                    .iter()
-                    .map(python_order_state)
-                    .collect(),
-            ),
+            OrdersState => {
+                self.audit(&r, Action::ListOrdersState, &[]);
+                Reply::list(
+                    self.engine
+                        .orders_state()
+                        .iter()
+                        .map(python_order_state)
+                        .collect(),
+                )
+            }
             OrderState => match r.query("client_order_id") {
                 None => bad("bad_params", "Missing client_order_id"),
-                Some(id) => match self.engine.order_state(&id) {
-                    Some(o) => Reply::data(python_order_state(&o)),
-                    None => not_found("Order not found"),
-                },
+                Some(id) => {
+                    self.audit(&r, Action::GetOrder, &[("client_order_id", D::S(&id))]);
+                    match self.engine.order_state(&id) {
+                        Some(o) => Reply::data(python_order_state(&o)),
+                        None => not_found("Order not found"),
+                    }
+                }
             },
-            Account => self.account(),
+            Account => {
+                self.audit(&r, Action::Account, &[]);
+                self.account()
+            }
             // The C++ bridge never has positions.
-            Positions => Reply::list(Vec::new()),
+            Positions => {
+                self.audit(&r, Action::Positions, &[]);
+                Reply::list(Vec::new())
+            }
             Position => not_found("Position not found"),
             ExecPing => Reply::json(J::obj([("ok", J::Bool(true))])),
             Stream => self.stream(&r),
@@ -420,6 +442,17 @@ impl App {
                     Some(v) if !py_str(v).is_empty() && !v.is_null() => py_str(v),
                     _ => format!("web-{}", unix_ms()),
                 };
+                self.audit(
+                    r,
+                    Action::PlaceOrder,
+                    &[
+                        ("client_order_id", D::S(&client_order_id)),
+                        ("symbol", D::S(&symbol)),
+                        ("side", D::S(side.as_str())),
+                        ("qty", D::N(qty)),
+                        ("price", D::N(price)),
+                    ],
+                );
                 self.engine.place(OrderRequest {
                     side,
                     symbol,
@@ -474,6 +507,17 @@ impl App {
                 self.cpp.next_order_number()
             )
         });
+        self.audit(
+            r,
+            Action::PlaceOrder,
+            &[
+                ("client_order_id", D::S(&client_order_id)),
+                ("symbol", D::S(&symbol)),
+                ("side", D::S(&side)),
+                ("qty", D::N(qty)),
+                ("price", D::N(price)),
+            ],
+        );
         let engine_side = if side == "BUY" { Side::Buy } else { Side::Sell };
         self.engine.place(OrderRequest {
             side: engine_side,
@@ -504,6 +548,11 @@ impl App {
                     Some(id) if !id.is_empty() => id,
                     _ => return bad("bad_params", "Missing client_order_id"),
                 };
+                if self.audit.is_some() {
+                    let symbol = fields.get("symbol").map(py_str).unwrap_or_default();
+                    let details = [("client_order_id", D::S(&id)), ("symbol", D::S(&symbol))];
+                    self.audit(r, Action::CancelOrder, &details);
+                }
                 // An unknown id is still 200: the engine's rejection arrives as an event.
                 self.engine.cancel(&id);
                 Reply::data(J::obj([
@@ -515,6 +564,12 @@ impl App {
                 let ids = scan_order_ids(&String::from_utf8_lossy(&r.body));
                 if ids.is_empty() {
                     return bad("bad_params", "No order IDs provided");
+                }
+                if self.audit.is_some() {
+                    let joined = ids.join(",");
+                    let count = ids.len() as f64;
+                    let details = [("order_ids", D::S(&joined)), ("count", D::N(count))];
+                    self.audit(r, Action::BulkCancel, &details);
                 }
                 for id in &ids {
                     self.engine.cancel(id);
@@ -633,6 +688,7 @@ impl App {
             keepalive: self.cfg.sse.keepalive,
             retry_ms: self.cfg.sse.retry_ms,
             drop_fraction: self.cfg.divergence.dropped_sse_fraction,
+            drop_kinds: self.cfg.divergence.dropped_sse_kinds.clone(),
             rng: crate::faults::request_rng(self.seed ^ 0x5353_4500, r.seq),
             history,
             rx,
@@ -674,8 +730,10 @@ impl App {
                     return ApiError::auth(StatusCode::BAD_REQUEST, "bad_params").into();
                 };
                 if user != "admin" || !password_ok(&password) {
+                    self.audit_login(r, &user, false);
                     return ApiError::auth(StatusCode::UNAUTHORIZED, "invalid_credentials").into();
                 }
+                self.audit_login(r, &user, true);
                 let token = mint_jwt(
                     JwtHeaderStyle::Python,
                     &json!({"sub": user, "iat": now, "exp": now + expiry}),
@@ -696,8 +754,10 @@ impl App {
                 };
                 // Any user name goes, with the admin password.
                 if !password_ok(&password) {
+                    self.audit_login(r, &user, false);
                     return ApiError::auth(StatusCode::UNAUTHORIZED, "invalid_credentials").into();
                 }
+                self.audit_login(r, &user, true);
                 let access = self.access_token(&user, now);
                 let jti: String = {
                     let mut b = [0u8; 16];
@@ -721,6 +781,15 @@ impl App {
                     ]),
                 )
             }
+        }
+    }
+
+    fn audit_login(&self, r: &Req<'_>, user: &str, ok: bool) {
+        if ok {
+            self.audit_event(Action::LoginSuccess, user, Some(r.peer.ip()), &[]);
+        } else {
+            let reason = [("reason", D::S("invalid_credentials"))];
+            self.audit_event(Action::LoginFailed, user, Some(r.peer.ip()), &reason);
         }
     }
 
@@ -773,6 +842,7 @@ impl App {
             Ok(u) => u,
             Err(reply) => return reply,
         };
+        self.audit(r, Action::KeyList, &[]);
         let keys = self.keys.list();
         match self.aspects.shapes {
             Style::Python => Reply::json(J::obj([(
@@ -860,6 +930,8 @@ impl App {
                 };
                 let perms = permissions.unwrap_or_else(|| vec!["read".to_owned()]);
                 let created = self.keys.create(&user, &name, perms, unix_s());
+                let details = [("key_id", D::S(&created.key_id)), ("name", D::S(&name))];
+                self.audit(r, Action::KeyCreate, &details);
                 Reply::Json {
                     status: StatusCode::CREATED,
                     body: J::obj([
@@ -882,6 +954,8 @@ impl App {
                         .into();
                 };
                 let created = self.keys.create(&user, &name, perms, unix_s());
+                let details = [("key_id", D::S(&created.key_id)), ("name", D::S(&name))];
+                self.audit(r, Action::KeyCreate, &details);
                 Reply::auth_json(
                     StatusCode::OK,
                     J::obj([
@@ -909,6 +983,9 @@ impl App {
             return bad("bad_params", "Missing key_id");
         };
         let revoked = self.keys.revoke(&id);
+        if revoked {
+            self.audit(r, Action::KeyRevoke, &[("key_id", D::S(&id))]);
+        }
         match self.aspects.shapes {
             Style::Python if revoked => {
                 Reply::json(J::obj([("ok", J::Bool(true)), ("key_id", J::s(id))]))

@@ -34,6 +34,7 @@
 //! - **Not the bottleneck.** Routing is a `match`, static headers are `from_static`, bodies
 //!   are `Bytes`, counters are relaxed atomics, nothing logs per request above `trace`.
 
+pub mod audit;
 pub mod auth;
 pub mod engine;
 pub mod ratelimit;
@@ -75,6 +76,13 @@ pub enum SimError {
     /// The listener handed to [`start`] has no usable local address.
     #[error("the listener has no local address: {source}")]
     Listener {
+        #[source]
+        source: std::io::Error,
+    },
+    /// The audit log could not be opened (or its directory created).
+    #[error("cannot open the audit log {path}: {source}")]
+    Audit {
+        path: String,
         #[source]
         source: std::io::Error,
     },

@@ -52,6 +52,14 @@ pub async fn start(config: SimConfig, listener: TcpListener) -> Result<SimServer
     let local_addr = listener
         .local_addr()
         .map_err(|source| SimError::Listener { source })?;
+    // Before the engine starts: like the C++ gateway, no start without its audit directory.
+    let audit =
+        crate::audit::AuditLog::open(&config.audit, config.profile).map_err(|(path, source)| {
+            SimError::Audit {
+                path: path.display().to_string(),
+                source,
+            }
+        })?;
     let aspects = config.aspects();
     let seed = config.seed.unwrap_or_else(rand::random);
     let mut engine_cfg = config.engine.clone();
@@ -95,6 +103,7 @@ pub async fn start(config: SimConfig, listener: TcpListener) -> Result<SimServer
         .then(|| cpp_state::spawn_follower(Arc::clone(&cpp), &engine, shutdown_rx.clone()));
 
     let app = Arc::new(App {
+        audit,
         aspects,
         json: match aspects.json_format {
             Style::Python => JsonStyle::Python,
