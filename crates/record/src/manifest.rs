@@ -30,6 +30,9 @@ pub enum RunKind {
     Replay,
     /// Resource sampling only (`shadowgate sample`).
     Sample,
+    /// Audit-log consistency (`shadowgate audit-diff`).
+    #[serde(rename = "audit-diff")]
+    AuditDiff,
 }
 
 impl RunKind {
@@ -42,6 +45,7 @@ impl RunKind {
             RunKind::Demo => "demo",
             RunKind::Replay => "replay",
             RunKind::Sample => "sample",
+            RunKind::AuditDiff => "audit-diff",
         }
     }
 }
