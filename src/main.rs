@@ -21,6 +21,7 @@ mod demo;
 mod health;
 mod load_cmd;
 mod mirror_cmd;
+mod nginx_cmd;
 mod report_cmd;
 mod sample_cmd;
 mod sim_cmd;
@@ -110,6 +111,13 @@ enum Command {
     /// failures over a sliding window, prints each rule's state changes (ok, pending,
     /// FIRING), and runs --on-rollback once when a rollback rule has held for its duration.
     Watch(watch_cmd::WatchArgs),
+
+    /// Render the rollout plan's weighted nginx split, with the mirror in the path.
+    ///
+    /// The Python share goes through `shadowgate mirror` (primary Python, candidate C++), the
+    /// C++ share to C++ directly; weights 100-N : N, SSE unbuffered, keep-alive upstreams,
+    /// optionally the X-Gateway-Version header switch. Prints the config or writes --out.
+    NginxConfig(nginx_cmd::NginxConfigArgs),
 }
 
 fn main() -> ExitCode {
@@ -130,7 +138,7 @@ fn parse() -> Cli {
 }
 
 /// Exit codes of each command, shown at the end of its `--help`.
-const EXIT_CODES: [(&str, &str); 9] = [
+const EXIT_CODES: [(&str, &str); 10] = [
     (
         "sim",
         "Exit codes: 0 stopped cleanly by SIGTERM or SIGINT (Ctrl-C); 2 bad arguments or \
@@ -180,6 +188,11 @@ const EXIT_CODES: [(&str, &str); 9] = [
         "Exit codes: 0 stopped (--duration or SIGINT/SIGTERM) with no rollback rule fired; \
          1 a rollback rule fired (--on-rollback ran once); 2 bad input (rollback file, URL).",
     ),
+    (
+        "nginx-config",
+        "Exit codes: 0 the config was printed or written; 2 bad input (weight outside 0..=100, \
+         an address that is not host:port — every problem listed) or --out could not be written.",
+    ),
 ];
 
 /// The clap command with each subcommand's exit codes appended to its help. Done here rather
@@ -217,6 +230,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::CheckAlerts(args) => alerts_cmd::run(args).await,
             Command::Sample(args) => sample_cmd::run(args).await,
             Command::Watch(args) => watch_cmd::run(args).await,
+            Command::NginxConfig(args) => nginx_cmd::run(args).await,
         }
     })
 }
