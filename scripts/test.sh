@@ -64,6 +64,10 @@ need_pip hdrh hdrhistogram   # the record crate's interop test reads .hlog files
 need_pkg wrk                 # side-by-side benches only
 need_pkg chromium            # the report crate opens report.html headless and checks a screenshot
 need_pkg promtool prometheus # check-alerts test: promtool check rules on the shipped alerts
+# nginx test (tests/nginx.rs): a real nginx split in front of the mirror, failover drill.
+# Debian puts these in /usr/sbin, which is not on every user's PATH: check the full path.
+need_pkg /usr/sbin/nginx nginx
+need_pkg /usr/sbin/haproxy haproxy  # haproxy -c on scenarios/haproxy/veloz.cfg
 
 if [ -n "${CARGO_TARGET_DIR:-}" ]; then
     echo "CARGO_TARGET_DIR=$CARGO_TARGET_DIR"

@@ -4,6 +4,7 @@
 mod cli;
 mod health;
 mod mirror_cli;
+mod nginx;
 mod report_cli;
 mod sim_cli;
 mod util;
