@@ -18,6 +18,7 @@ use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 mod alerts_cmd;
 mod demo;
+mod failover_cmd;
 mod health;
 mod load_cmd;
 mod mirror_cmd;
@@ -118,6 +119,14 @@ enum Command {
     /// C++ share to C++ directly; weights 100-N : N, SSE unbuffered, keep-alive upstreams,
     /// optionally the X-Gateway-Version header switch. Prints the config or writes --out.
     NginxConfig(nginx_cmd::NginxConfigArgs),
+
+    /// Failover drill: kill the C++ gateway under steady load behind the nginx split.
+    ///
+    /// Starts both simulated gateways, the mirror and nginx (the split nginx-config renders),
+    /// sends GETs at a fixed rate, kills the C++ side, brings it back, and records how many
+    /// client requests failed, how long nginx took to route around it and when traffic came
+    /// back, as failover.json and failover.md in --out.
+    FailoverDrill(failover_cmd::FailoverArgs),
 }
 
 fn main() -> ExitCode {
@@ -138,7 +147,7 @@ fn parse() -> Cli {
 }
 
 /// Exit codes of each command, shown at the end of its `--help`.
-const EXIT_CODES: [(&str, &str); 10] = [
+const EXIT_CODES: [(&str, &str); 11] = [
     (
         "sim",
         "Exit codes: 0 stopped cleanly by SIGTERM or SIGINT (Ctrl-C); 2 bad arguments or \
@@ -193,6 +202,12 @@ const EXIT_CODES: [(&str, &str); 10] = [
         "Exit codes: 0 the config was printed or written; 2 bad input (weight outside 0..=100, \
          an address that is not host:port — every problem listed) or --out could not be written.",
     ),
+    (
+        "failover-drill",
+        "Exit codes: 0 the drill ran and traffic came back to the candidate; 1 it ran, but \
+         traffic did not come back within --return-within or more requests failed than \
+         --max-failed; 2 bad input, or nginx or the gateways could not start.",
+    ),
 ];
 
 /// The clap command with each subcommand's exit codes appended to its help. Done here rather
@@ -231,6 +246,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Sample(args) => sample_cmd::run(args).await,
             Command::Watch(args) => watch_cmd::run(args).await,
             Command::NginxConfig(args) => nginx_cmd::run(args).await,
+            Command::FailoverDrill(args) => failover_cmd::run(args).await,
         }
     })
 }

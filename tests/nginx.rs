@@ -594,3 +594,60 @@ fn adjust_script_reloads_and_refuses_a_failed_test() {
         .collect();
     assert_eq!(leftovers.len(), 2, "no temporary files left: {leftovers:?}");
 }
+
+/// `failover-drill` with a 2 s fail_timeout: the candidate is killed under load behind the
+/// split, nginx routes around it, and traffic comes back after the restart.
+#[test]
+fn failover_drill_routes_around_a_killed_candidate_and_returns() {
+    let nginx = nginx_bin();
+    let tmp = tempdir();
+    let out_dir = tmp.path().join("drill");
+    let out = super::util::run_with_timeout(
+        &[
+            "failover-drill",
+            "--out",
+            out_dir.to_str().unwrap(),
+            "--nginx",
+            nginx.to_str().unwrap(),
+            "--cpp-weight",
+            "50",
+            "--rate",
+            "100",
+            "--fail-timeout",
+            "2s",
+            "--warmup",
+            "2s",
+            "--down-for",
+            "3s",
+            "--return-within",
+            "8s",
+        ],
+        Duration::from_secs(60),
+    );
+    assert_eq!(out.code(), Some(0), "{out:?}");
+    let j: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out_dir.join("failover.json")).unwrap())
+            .unwrap();
+    eprintln!("{j:#}");
+    let requests = j["requests"].as_u64().unwrap();
+    assert!(requests >= 500, "{j}");
+    let before = j["cpp_share_before_percent"].as_f64().unwrap();
+    assert!(
+        (40.0..=60.0).contains(&before),
+        "split before the kill: {j}"
+    );
+    // nginx tried the dead server (max_fails attempts), then stopped sending to it.
+    assert!(j["touched_dead_candidate"].as_u64().unwrap() >= 1, "{j}");
+    assert!(j["routed_around_after_ms"].is_number(), "{j}");
+    assert_eq!(j["returned"], true, "{j}");
+    assert!(j["cpp_share_after_return_percent"].as_f64().unwrap() > 0.0);
+    // GETs are retried by nginx on the next server: a crash costs clients next to nothing.
+    assert!(j["failed"].as_u64().unwrap() * 100 <= requests, "{j}");
+    let md = std::fs::read_to_string(out_dir.join("failover.md")).unwrap();
+    assert!(md.contains("restart → traffic back on C++"));
+    assert!(out_dir.join("mirror/manifest.json").is_file());
+
+    let bad = run(&["failover-drill", "--out", "x", "--cpp-weight", "0"]);
+    assert_eq!(bad.code(), Some(2), "{bad:?}");
+    assert!(bad.stderr.contains("--cpp-weight 0"), "{}", bad.stderr);
+}
