@@ -451,8 +451,8 @@ fn nginx_split_mirrors_streams_sse_unbuffered_and_honours_weights() {
     }
 
     // SSE through nginx and the mirror (pinned to Python), and straight to C++ through nginx:
-    // each live event arrives within 100 ms of the engine stamping it. Buffered, it would
-    // wait for a whole proxy buffer (seconds of 200 ms ticks).
+    // each live event arrives within 100 ms of the engine stamping it (the whole chain
+    // streams: nginx, the mirror's tee, the simulator).
     let via_mirror = live_event_delays(nginx.addr, &[("X-Gateway-Version", "python")], 3);
     let direct_sim = live_event_delays(python.addr, &[], 3);
     let via_cpp = live_event_delays(nginx.addr, &[("X-Gateway-Version", "cpp")], 3);
