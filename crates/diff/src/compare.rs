@@ -616,7 +616,8 @@ impl Sink<'_, '_> {
                     c: cd,
                     stack: Vec::with_capacity(16),
                     notes: Vec::new(),
-                    detail: None,
+                    detail_ready: false,
+                    detail: String::new(),
                 };
                 walk.value(pd.root(), cd.root());
             }
@@ -710,9 +711,11 @@ struct Walk<'s, 'r, 'o, 'v, 'd> {
     c: &'v Doc<'d>,
     stack: Vec<Seg<'v>>,
     notes: Vec<Note<'v, 'd>>,
-    /// `detail` text for the current notes, built on the first difference that needs it
-    /// (an element often has several differences).
-    detail: Option<Option<String>>,
+    /// Whether `detail` holds the text for the current notes: it is built on the first
+    /// difference that needs it (an element often has several differences).
+    detail_ready: bool,
+    /// The `detail` text (empty: no detail), reused from one element to the next.
+    detail: String,
 }
 
 /// Order differences list at most this many indices.
@@ -728,39 +731,45 @@ impl<'r: 'v, 'v, 'd> Walk<'_, 'r, '_, 'v, 'd> {
         if !self.sink.room() {
             return;
         }
-        if self.detail.is_none() {
-            self.detail = Some(self.detail());
+        if !self.detail_ready {
+            let mut out = std::mem::take(&mut self.detail);
+            self.write_detail(&mut out);
+            self.detail = out;
+            self.detail_ready = true;
         }
         let pv = p.map(|i| self.p.to_value(i));
         let cv = c.map(|i| self.c.to_value(i));
-        let detail = self.detail.as_ref().and_then(Option::as_deref);
+        let detail = (!self.detail.is_empty()).then_some(self.detail.as_str());
         self.sink.at(&self.stack, kind, pv, cv, detail);
     }
 
-    fn detail(&self) -> Option<String> {
-        if self.notes.is_empty() {
-            return None;
-        }
-        let mut out = String::new();
+    /// Writes the `detail` of the current notes into `out` (cleared first; left empty when
+    /// there are no notes): `key=<redacted JSON of the key's value>`, joined by `, `.
+    fn write_detail(&self, out: &mut String) {
+        out.clear();
         for note in &self.notes {
             if !out.is_empty() {
                 out.push_str(", ");
             }
             out.push_str(note.key.as_str());
             out.push('=');
-            let mut v = note.doc.to_value(note.node);
             let field = match note.key {
                 KeySpec::Field(f) => f.as_str(),
                 KeySpec::Pointer(p) => p.segments().last().map_or("", String::as_str),
             };
-            if self.sink.redactor.is_secret_field(field) {
-                self.sink.redactor.tokenize(&mut v);
-            } else {
-                self.sink.redactor.redact_value(&mut v);
+            let secret = self.sink.redactor.is_secret_field(field);
+            // A scalar outside a secret field has nothing to redact: write it straight from
+            // the arena, byte for byte what `Value::to_string` gives.
+            if secret || !note.doc.write_scalar_json(note.node, out) {
+                let mut v = note.doc.to_value(note.node);
+                if secret {
+                    self.sink.redactor.tokenize(&mut v);
+                } else {
+                    self.sink.redactor.redact_value(&mut v);
+                }
+                out.push_str(&v.to_string());
             }
-            out.push_str(&v.to_string());
         }
-        Some(out)
     }
 
     fn value(&mut self, pi: u32, ci: u32) {
@@ -933,14 +942,15 @@ impl<'r: 'v, 'v, 'd> Walk<'_, 'r, '_, 'v, 'd> {
         let primary: Vec<Value> = (0..ha.len().min(MAX_ORDER_LIST))
             .map(|i| json!(i))
             .collect();
-        let detail = self.detail();
+        let mut detail = String::new();
+        self.write_detail(&mut detail);
         // Indices are not secrets, and labels do not apply to an order.
         self.sink.at(
             &self.stack,
             Kind::Order,
             Some(Value::Array(primary)),
             Some(Value::Array(perm)),
-            detail.as_deref(),
+            (!detail.is_empty()).then_some(detail.as_str()),
         );
     }
 
@@ -971,7 +981,7 @@ impl<'r: 'v, 'v, 'd> Walk<'_, 'r, '_, 'v, 'd> {
                 .take_while(|&&(x, _)| x == h)
                 .map(|&(_, j)| j)
                 .find(|&j| !used[j] && kb[j].is_some_and(|k| p.same(kv, c, k)));
-            self.detail = None;
+            self.detail_ready = false;
             self.notes.push(Note {
                 key,
                 doc: p,
@@ -985,7 +995,7 @@ impl<'r: 'v, 'v, 'd> Walk<'_, 'r, '_, 'v, 'd> {
                 None => self.at_index(i, |w| w.emit(Kind::Missing, Some(pe), None)),
             }
             self.notes.pop();
-            self.detail = None;
+            self.detail_ready = false;
         }
         // Elements without the key are compared in order among themselves.
         let keyless_b: Vec<usize> = (0..b.len()).filter(|&j| kb[j].is_none()).collect();
@@ -1003,7 +1013,7 @@ impl<'r: 'v, 'v, 'd> Walk<'_, 'r, '_, 'v, 'd> {
                 return;
             }
             if let (false, Some(kv)) = (used[j], kb[j]) {
-                self.detail = None;
+                self.detail_ready = false;
                 self.notes.push(Note {
                     key,
                     doc: c,
@@ -1011,7 +1021,7 @@ impl<'r: 'v, 'v, 'd> Walk<'_, 'r, '_, 'v, 'd> {
                 });
                 self.at_index(j, |w| w.emit(Kind::Extra, None, Some(ce)));
                 self.notes.pop();
-                self.detail = None;
+                self.detail_ready = false;
             }
         }
     }

@@ -338,6 +338,24 @@ impl<'a> Doc<'a> {
         }
     }
 
+    /// Appends the compact JSON of a scalar node to `out`, exactly as
+    /// `to_value(i).to_string()` writes it, without building a `Value`; `false` (nothing
+    /// written) for arrays and objects.
+    pub(crate) fn write_scalar_json(&self, i: u32, out: &mut String) -> bool {
+        use std::fmt::Write as _;
+        match self.node(i) {
+            Node::Null => out.push_str("null"),
+            Node::Bool(b) => out.push_str(if b { "true" } else { "false" }),
+            // A number `Value` holds no heap data; writing it formats in place.
+            Node::Num(n) => {
+                let _ = write!(out, "{}", n.to_json());
+            }
+            Node::Str(s) => write_json_string(self.text(s), out),
+            Node::Arr { .. } | Node::Obj { .. } => return false,
+        }
+        true
+    }
+
     /// Hash of the canonical form: numbers by value, object members in any order. In-process
     /// only (used to pair array elements), so a fast non-cryptographic mix is enough.
     pub(crate) fn hash(&self, i: u32) -> u64 {
@@ -703,6 +721,41 @@ impl<'a> Doc<'a> {
         });
         self.items = items;
     }
+}
+
+/// Appends `text` as a JSON string with serde_json's escaping: `"` and backslash, the short
+/// escapes for backspace, form feed, newline, return and tab, `\u00XX` for other control
+/// characters, all else verbatim.
+pub(crate) fn write_json_string(text: &str, out: &mut String) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.push('"');
+    let bytes = text.as_bytes();
+    let mut chunk = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let esc: &str = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0x08 => "\\b",
+            0x0c => "\\f",
+            0x00..=0x1f => "",
+            _ => continue,
+        };
+        // Every escaped byte is ASCII, so `chunk..i` lies on char boundaries.
+        out.push_str(&text[chunk..i]);
+        if esc.is_empty() {
+            out.push_str("\\u00");
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 0xf)]));
+        } else {
+            out.push_str(esc);
+        }
+        chunk = i + 1;
+    }
+    out.push_str(&text[chunk..]);
+    out.push('"');
 }
 
 /// Arena indices are `u32`; documents are capped far below that by `max_body_bytes`, and an
@@ -1330,6 +1383,22 @@ mod tests {
                     Some(d) => {
                         let Node::Num(n) = d.node(d.root()) else { panic!("{text} is not a number") };
                         prop_assert_eq!(n.f64().to_bits(), want.to_bits(), "{}", text);
+                    }
+                }
+            }
+
+            #[test]
+            fn scalars_are_written_as_value_to_string_writes(v in arb_json(), s in "\\PC{0,8}|[\u{0}-\u{7f}]{0,8}") {
+                for v in [v, Value::String(s)] {
+                    let text = v.to_string();
+                    let d = Doc::parse(text.as_bytes()).unwrap();
+                    let mut out = String::from("x");
+                    let scalar = d.write_scalar_json(d.root(), &mut out);
+                    prop_assert_eq!(scalar, !(v.is_array() || v.is_object()));
+                    if scalar {
+                        prop_assert_eq!(&out[1..], text.as_str());
+                    } else {
+                        prop_assert_eq!(out.as_str(), "x");
                     }
                 }
             }
