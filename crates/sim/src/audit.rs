@@ -440,31 +440,35 @@ fn cpp_line(
         Some(ip) if !action.cpp_unknown_ip() => ip.to_string(),
         _ => "unknown".to_owned(),
     };
-    let mut obj = serde_json::Map::new();
-    obj.insert(
-        "timestamp".into(),
-        format!("{}.{:03}Z", &ts[..19], millis % 1000).into(),
+    // Written field by field to keep the C++ logger's order (a JSON map would sort them).
+    let q = |s: &str| serde_json::Value::from(s).to_string();
+    let mut line = format!(
+        "{{\"timestamp\":\"{}.{:03}Z\",\"type\":{},\"action\":{},\"user_id\":{},\"ip_address\":{}",
+        &ts[..19],
+        millis % 1000,
+        q(kind),
+        q(name),
+        q(user),
+        q(&ip)
     );
-    obj.insert("type".into(), kind.into());
-    obj.insert("action".into(), name.into());
-    obj.insert("user_id".into(), user.into());
-    obj.insert("ip_address".into(), ip.into());
     if !details.is_empty() {
-        let d: serde_json::Map<String, serde_json::Value> = details
-            .iter()
-            .map(|(k, v)| {
-                let text = match v {
-                    D::S(s) => (*s).to_owned(),
-                    // KJ prints doubles in their shortest form.
-                    D::N(n) => format!("{n}"),
-                };
-                ((*k).to_owned(), text.into())
-            })
-            .collect();
-        obj.insert("details".into(), d.into());
+        line.push_str(",\"details\":{");
+        for (i, (k, v)) in details.iter().enumerate() {
+            if i > 0 {
+                line.push(',');
+            }
+            let text = match v {
+                D::S(s) => (*s).to_owned(),
+                // KJ prints doubles in their shortest form.
+                D::N(n) => format!("{n}"),
+            };
+            line.push_str(&q(k));
+            line.push(':');
+            line.push_str(&q(&text));
+        }
+        line.push('}');
     }
-    let mut line = serde_json::Value::Object(obj).to_string();
-    line.push('\n');
+    line.push_str("}\n");
     line
 }
 
