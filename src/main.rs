@@ -17,6 +17,7 @@ use std::process::ExitCode;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 mod alerts_cmd;
+mod audit_cmd;
 mod demo;
 mod failover_cmd;
 mod health;
@@ -127,6 +128,14 @@ enum Command {
     /// client requests failed, how long nginx took to route around it and when traffic came
     /// back, as failover.json and failover.md in --out.
     FailoverDrill(failover_cmd::FailoverArgs),
+
+    /// Audit-log consistency: match the two gateways' audit logs entry by entry.
+    ///
+    /// Parses the python gateway's `[AUDIT]` lines and the C++ gateway's NDJSON files, maps
+    /// their actions (place_order = ORDER_SUBMIT, …), matches entries by order id through the
+    /// id map the mirror learned in the same run, and writes missing, extra and mismatched
+    /// entries into a run directory that `shadowgate report` reads.
+    AuditDiff(audit_cmd::AuditDiffArgs),
 }
 
 fn main() -> ExitCode {
@@ -147,7 +156,7 @@ fn parse() -> Cli {
 }
 
 /// Exit codes of each command, shown at the end of its `--help`.
-const EXIT_CODES: [(&str, &str); 11] = [
+const EXIT_CODES: &[(&str, &str)] = &[
     (
         "sim",
         "Exit codes: 0 stopped cleanly by SIGTERM or SIGINT (Ctrl-C); 2 bad arguments or \
@@ -208,6 +217,12 @@ const EXIT_CODES: [(&str, &str); 11] = [
          traffic did not come back within --return-within or more requests failed than \
          --max-failed; 2 bad input, or nginx or the gateways could not start.",
     ),
+    (
+        "audit-diff",
+        "Exit codes: 0 the audit logs are consistent; 1 entries are missing, extra or differ \
+         (listed in the run directory); 2 bad input (a log, the rules file or the id map cannot \
+         be read; the message names the file and line).",
+    ),
 ];
 
 /// The clap command with each subcommand's exit codes appended to its help. Done here rather
@@ -215,7 +230,7 @@ const EXIT_CODES: [(&str, &str); 11] = [
 /// the exit codes go first, its text follows.
 fn command() -> clap::Command {
     let mut cmd = Cli::command();
-    for (name, codes) in EXIT_CODES {
+    for &(name, codes) in EXIT_CODES {
         cmd = cmd.mut_subcommand(name, |sub| {
             let long = sub.get_after_long_help().map(|h| format!("{codes}\n\n{h}"));
             let sub = sub.after_help(codes);
@@ -247,6 +262,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Watch(args) => watch_cmd::run(args).await,
             Command::NginxConfig(args) => nginx_cmd::run(args).await,
             Command::FailoverDrill(args) => failover_cmd::run(args).await,
+            Command::AuditDiff(args) => audit_cmd::run(args).await,
         }
     })
 }
