@@ -25,7 +25,9 @@
 //! - `error`: `{"message","ts_ns"}`
 //!
 //! Injected divergence: `divergence.dropped_sse_fraction` of the events are left out of each
-//! stream (decided per stream from a seeded RNG) and counted.
+//! stream (decided per stream from a seeded RNG) and counted; `divergence.dropped_sse_kinds`
+//! limits it to some engine event types (e.g. `["fill"]`), whose other events are never drawn
+//! for, so the count is exactly what a comparer should find missing.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -51,6 +53,8 @@ pub(crate) struct SseSetup {
     pub keepalive: Duration,
     pub retry_ms: u64,
     pub drop_fraction: f64,
+    /// Engine event types the drop applies to (empty: all).
+    pub drop_kinds: Vec<String>,
     pub rng: SmallRng,
     pub history: Vec<Arc<Event>>,
     pub rx: broadcast::Receiver<Arc<Event>>,
@@ -141,8 +145,12 @@ async fn next_chunk(st: &mut State) -> Option<Bytes> {
 }
 
 /// False when the event is dropped by injected divergence (and counts it).
-fn keep(st: &mut State, _ev: &Event) -> bool {
+fn keep(st: &mut State, ev: &Event) -> bool {
     if st.setup.drop_fraction <= 0.0 {
+        return true;
+    }
+    if !st.setup.drop_kinds.is_empty() && !st.setup.drop_kinds.iter().any(|k| k == ev.kind.as_str())
+    {
         return true;
     }
     if st.setup.rng.random::<f64>() < st.setup.drop_fraction {
@@ -285,6 +293,7 @@ mod tests {
                 keepalive: Duration::from_millis(50),
                 retry_ms: 3000,
                 drop_fraction: 0.0,
+                drop_kinds: Vec::new(),
                 rng: crate::faults::request_rng(1, 1),
                 history,
                 rx,
