@@ -26,8 +26,9 @@
 //! commands, so it is one reproducible command (and a test); against a real deployment,
 //! render the same split with `nginx-config` and kill the real process by hand while
 //! loading. Only GETs are sent: nginx retries an idempotent request on the next server, so
-//! a dead C++ gateway costs GET clients latency, not errors; a POST caught by the crash
-//! would fail (nginx never replays non-idempotent requests), which the report notes.
+//! a dead C++ gateway costs GET clients latency, not errors. A POST already sent to C++ when
+//! it dies is not replayed (nginx never replays a non-idempotent request it has sent) and
+//! fails with 502, which the report notes.
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -380,8 +381,9 @@ pub fn to_markdown(a: &Analysis, args: &FailoverArgs, t: Timeline) -> String {
     let _ = writeln!(
         out,
         "\nOnly GETs were sent: nginx retries an idempotent request on the next server, so a \
-         dead C++ gateway costs them a failed attempt, not an error. A POST caught by the \
-         crash is not retried and fails with 502."
+         dead C++ gateway costs them a failed attempt, not an error. A POST already sent to \
+         C++ when it died is not replayed and fails with 502 (one refused at connect is \
+         passed on like a GET)."
     );
     out
 }

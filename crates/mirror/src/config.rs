@@ -92,6 +92,10 @@ pub struct RawMirrorConfig {
     pub shutdown_grace: Duration,
     /// Proxy worker threads.
     pub workers: usize,
+    /// Append every request to this NDJSON file (`--capture`), for `shadowgate replay`.
+    pub capture: Option<PathBuf>,
+    /// Keep secrets in the capture (`--capture-secrets`; test gateways only).
+    pub capture_secrets: bool,
     /// Version written into the manifest.
     pub tool_version: String,
 }
@@ -120,6 +124,8 @@ impl Default for RawMirrorConfig {
             preserve_host: false,
             shutdown_grace: defaults::SHUTDOWN_GRACE,
             workers: defaults::WORKERS,
+            capture: None,
+            capture_secrets: false,
             tool_version: env!("CARGO_PKG_VERSION").to_owned(),
         }
     }
@@ -239,6 +245,8 @@ pub struct MirrorConfig {
     pub shutdown_grace: Duration,
     /// Proxy worker threads (each a single-threaded runtime; a connection stays on one).
     pub workers: NonZeroUsize,
+    /// Request capture, if on.
+    pub capture: Option<crate::capture::CaptureConfig>,
     /// Version written into the manifest.
     pub tool_version: String,
 }
@@ -315,6 +323,19 @@ impl RawMirrorConfig {
             "body-limit",
             "must be at least 1 byte",
         );
+        check(
+            self.capture.is_some() || !self.capture_secrets,
+            "capture-secrets",
+            "only applies together with --capture FILE",
+        );
+        let capture = self
+            .capture
+            .clone()
+            .map(|path| crate::capture::CaptureConfig {
+                path,
+                secrets: self.capture_secrets,
+                queue: crate::capture::DEFAULT_QUEUE,
+            });
         let concurrency = NonZeroUsize::new(self.shadow_concurrency);
         check(
             concurrency.is_some(),
@@ -377,6 +398,7 @@ impl RawMirrorConfig {
                 preserve_host: self.preserve_host,
                 shutdown_grace: self.shutdown_grace,
                 workers,
+                capture,
                 tool_version: self.tool_version,
             }),
             _ => Err(ConfigError { problems }),

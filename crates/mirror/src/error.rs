@@ -47,6 +47,15 @@ pub enum MirrorError {
     /// The comparison thread could not be started.
     #[error("cannot start the comparison thread: {0}")]
     Thread(#[source] std::io::Error),
+    /// The capture file could not be opened (or its writer thread started).
+    #[error("cannot capture to {}: {source}", .path.display())]
+    Capture {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
     /// The comparison thread stopped with an error or panicked; the run directory may be
     /// incomplete.
     #[error("the comparison thread failed: {0}")]

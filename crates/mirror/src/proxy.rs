@@ -50,6 +50,8 @@ pub(crate) struct Shared {
     pub preserve_host: bool,
     pub body_limit: usize,
     pub primary_timeout: Duration,
+    /// Request capture (`--capture`), if on.
+    pub capture: Option<Arc<crate::capture::Capturer>>,
 }
 
 /// One client connection.
@@ -173,6 +175,32 @@ pub(crate) async fn handle(
                     (body, None)
                 }
                 Buffered::Failed(e) => {
+                    handles.count(ShadowEvent::PrimaryFailed);
+                    return Ok(bad_request(&e));
+                }
+            }
+        }
+    };
+
+    // 4b. capture: handed to a writer thread, never waited for (module `capture`)
+    let body = match &shared.capture {
+        None => body,
+        Some(cap) => {
+            let held = shadow.as_ref().map(|s| &s.body);
+            let conn = ctx.seq;
+            match crate::capture::observe(
+                cap,
+                &parts,
+                body,
+                held,
+                ctx.client_ip,
+                conn,
+                shared.body_limit,
+            )
+            .await
+            {
+                Ok(b) => b,
+                Err(e) => {
                     handles.count(ShadowEvent::PrimaryFailed);
                     return Ok(bad_request(&e));
                 }

@@ -130,7 +130,7 @@ struct Loader {
     section_origins: Vec<(&'static str, PathBuf)>,
 }
 
-const SECTIONS: [&str; 4] = ["defaults", "redact", "limits", "flows"];
+const SECTIONS: [&str; 5] = ["defaults", "redact", "limits", "flows", "streams"];
 
 impl Loader {
     /// Validates what deserialized, and returns every problem (serde's and the rules').
@@ -275,6 +275,13 @@ impl Loader {
         {
             raw.flows = x;
         }
+        // `[[streams]]` (event-stream comparison); problems inside name `streams[i]`.
+        if let Some(v) = table.remove("streams")
+            && let Some(x) =
+                self.section::<Vec<shadowgate_diff::stream::RawStreamRule>>(v, "streams", top)
+        {
+            raw.streams = x;
+        }
         match table.remove("routes") {
             None => {}
             Some(Value::Array(routes)) => {
@@ -301,7 +308,7 @@ impl Loader {
             self.problem(
                 top,
                 key.clone(),
-                "unknown key; expected include, defaults, redact, limits, flows or routes",
+                "unknown key; expected include, defaults, redact, limits, flows, streams or routes",
             );
         }
         raw

@@ -22,6 +22,7 @@ use tokio::task::{JoinHandle, JoinSet};
 
 use crate::analysis::{self, AnalysisState, Setup, Submitter};
 use crate::body::RespBody;
+use crate::capture::{CaptureSummary, Capturer};
 use crate::config::MirrorConfig;
 use crate::error::MirrorError;
 use crate::proxy::{self, ConnCtx, Shared};
@@ -49,6 +50,7 @@ pub struct Mirror {
     analysis: Option<std::thread::JoinHandle<()>>,
     concurrency: usize,
     shadow_timeout: Duration,
+    capture: Option<Arc<Capturer>>,
 }
 
 /// Starts the mirror on listeners the caller has bound (so tests hand in `127.0.0.1:0`).
@@ -77,7 +79,19 @@ pub async fn start(
             source,
         })?;
 
-    // The run directory first: a bad --out fails before anything is served.
+    // The capture file, then the run directory: a bad --capture or --out fails before
+    // anything is served.
+    let capture = match &config.capture {
+        None => None,
+        Some(c) => Some(Arc::new(
+            Capturer::start(c, config.rules.redactor().clone(), config.interval).map_err(
+                |source| MirrorError::Capture {
+                    path: c.path.clone(),
+                    source,
+                },
+            )?,
+        )),
+    };
     let mut manifest = Manifest::new(RunKind::Mirror, config.tool_version.clone());
     manifest
         .targets
@@ -175,6 +189,7 @@ pub async fn start(
         preserve_host: config.preserve_host,
         body_limit: config.body_limit,
         primary_timeout: config.primary_timeout,
+        capture: capture.clone(),
     });
     let _ = shared_cell.set(Arc::clone(&shared));
 
@@ -223,6 +238,7 @@ pub async fn start(
         analysis: Some(started.join),
         concurrency,
         shadow_timeout: config.shadow.timeout,
+        capture,
     })
 }
 
@@ -258,6 +274,11 @@ impl Mirror {
         &self.dir
     }
 
+    /// What `--capture` wrote so far (`None` without capture).
+    pub fn capture_summary(&self) -> Option<CaptureSummary> {
+        self.capture.as_ref().map(|c| c.summary())
+    }
+
     /// The run so far (what `/summary` serves).
     pub fn summary(&self) -> Summary {
         Summary::collect(&self.shared, &lock(&self.state), true)
@@ -283,6 +304,10 @@ impl Mirror {
         let _ = tokio::time::timeout(wait, self.shared.shadow.permits.acquire_many(permits)).await;
         for w in self.workers.drain(..) {
             w.stop().await;
+        }
+        // Every request has been handed over: let the capture writer drain and flush.
+        if let Some(c) = self.capture.clone() {
+            let _ = tokio::task::spawn_blocking(move || c.finish()).await;
         }
         let submitter = self.submitter.clone();
         let stopped = tokio::task::spawn_blocking(move || submitter.stop())

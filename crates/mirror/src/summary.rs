@@ -199,6 +199,9 @@ pub struct Summary {
     /// Learned noise (with `--secondary`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub learned_noise: Option<Vec<LearnedNoise>>,
+    /// Event streams, per route (their lines are counted here, not in `lines`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub streams: Vec<crate::sse::StreamSummary>,
 }
 
 impl Summary {
@@ -259,6 +262,7 @@ impl Summary {
             routes,
             groups: if groups { state.groups() } else { Vec::new() },
             learned_noise: state.learned(),
+            streams: shared.sse.summary(),
         }
     }
 }

@@ -4,6 +4,7 @@
 mod comparing;
 mod faults;
 mod secrets;
+mod sse_compare;
 mod streams;
 mod util;
 mod writes;
