@@ -64,7 +64,7 @@
 //! **Bodies.** Mirrored bodies are buffered for comparison up to `--body-limit` (1 MiB).
 //! Beyond it the body streams on untouched and the exchange is counted as
 //! `body_over_limit` (with one `not-compared` line per route in `discrepancies.ndjson`).
-//! Event streams (`text/event-stream`) pass through unbuffered and are not compared here.
+//! Event streams (`text/event-stream`) pass through unbuffered; module `sse` compares them.
 //!
 //! **Accounting.** Every eligible copy ends in exactly one of: compared, dropped (budget),
 //! breaker open, timeout, connect error, error, body over limit, event stream, primary failed,
@@ -97,6 +97,7 @@ mod proxy;
 pub mod rules_file;
 mod server;
 mod shadow;
+mod sse;
 mod stats;
 mod summary;
 mod tee;
@@ -104,12 +105,11 @@ mod upstream;
 
 pub use analysis::{Example, Group, LearnedNoise, Outcomes};
 pub use config::{MirrorConfig, RawMirrorConfig, ShadowConfig, Upstream, defaults};
-pub use capture::{
-    CaptureConfig, CaptureFile, CaptureHandle, CaptureSummary, CapturedRequest, read_capture,
-};
+pub use capture::{CaptureConfig, CaptureFile, CaptureSummary, CapturedRequest, read_capture};
 pub use error::{ConfigError, MirrorError};
 pub use rules_file::{RuleProblem, RulesFileError, default_rules, load_rules, parse_rules};
 pub use server::{Mirror, start};
+pub use sse::StreamSummary;
 pub use summary::{
     BreakerSummary, Connections, Lines, RouteSummary, ShadowCounts, Summary, TargetCounts,
 };

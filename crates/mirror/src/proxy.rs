@@ -52,6 +52,8 @@ pub(crate) struct Shared {
     pub primary_timeout: Duration,
     /// Request capture (`--capture`), if on.
     pub capture: Option<Arc<crate::capture::Capturer>>,
+    /// Event-stream comparison (module `sse`).
+    pub sse: Arc<crate::sse::SseHub>,
 }
 
 /// One client connection.
@@ -236,10 +238,17 @@ pub(crate) async fn handle(
     let (mut rparts, rbody) = resp.into_parts();
     strip_hop_by_hop(&mut rparts.headers);
     let sse = is_event_stream(&rparts.headers);
+    let mut tap = None;
     let capture = match shadow {
-        Some(_) if sse => {
-            // Streams pass through untouched; comparing them is a later stage's job.
+        Some(request) if sse => {
+            // The stream passes through untouched; a tap copies its frames to the stream
+            // comparison, which holds the one shared candidate subscription (module `sse`).
             handles.count(ShadowEvent::Sse);
+            tap = Some(
+                shared
+                    .sse
+                    .open(Arc::clone(&handles.route), request.path, request.headers),
+            );
             None
         }
         Some(request) => Some(Capture {
@@ -262,6 +271,7 @@ pub(crate) async fn handle(
         shard: ctx.seq,
         seq,
         capture,
+        tap,
     };
     Ok(Response::from_parts(
         rparts,
@@ -318,11 +328,16 @@ pub(crate) struct Pending {
     shard: u64,
     seq: u64,
     capture: Option<Capture>,
+    /// An event stream's copy to the comparison (dropped with the stream: the client left).
+    tap: Option<crate::sse::Tap>,
 }
 
 impl Pending {
     /// Keeps a frame for the comparison (a reference, not a copy) while under the limit.
     pub(crate) fn observe(&mut self, data: &Bytes) {
+        if let Some(t) = self.tap.as_mut() {
+            t.chunk(data);
+        }
         let limit = self.shared.body_limit;
         if let Some(c) = self.capture.as_mut()
             && !c.over
@@ -348,6 +363,7 @@ impl Pending {
             shard,
             seq,
             capture,
+            tap: _,
         } = self;
         let (outcome, time) = match end {
             // An event stream's "time to full response" is its lifetime: not a latency.

@@ -22,7 +22,7 @@ use tokio::task::{JoinHandle, JoinSet};
 
 use crate::analysis::{self, AnalysisState, Setup, Submitter};
 use crate::body::RespBody;
-use crate::capture::{CaptureHandle, Capturer};
+use crate::capture::{CaptureSummary, Capturer};
 use crate::config::MirrorConfig;
 use crate::error::MirrorError;
 use crate::proxy::{self, ConnCtx, Shared};
@@ -168,6 +168,19 @@ pub async fn start(
         shards: Arc::clone(&shards),
         submitter: started.submitter.clone(),
     });
+    // Event streams: one thread, one shared candidate subscription per stream route.
+    let sse = Arc::new(
+        crate::sse::SseHub::start(crate::sse::SseSetup {
+            rules: Arc::clone(&config.rules),
+            candidate: config.candidate.clone(),
+            connect_timeout: config.connect_timeout,
+            writer: run.discrepancies()?,
+            recorder: recorder.clone(),
+            orders: Arc::new(crate::sse::NoOrderEvents),
+            ids: Arc::new(crate::sse::SameIds),
+        })
+        .map_err(MirrorError::Thread)?,
+    );
     let primary = Arc::new(PrimaryTarget::new(
         &config.primary,
         config.connect_timeout,
@@ -190,6 +203,7 @@ pub async fn start(
         body_limit: config.body_limit,
         primary_timeout: config.primary_timeout,
         capture: capture.clone(),
+        sse,
     });
     let _ = shared_cell.set(Arc::clone(&shared));
 
@@ -274,10 +288,9 @@ impl Mirror {
         &self.dir
     }
 
-    /// A handle on what `--capture` writes (`None` without capture); it stays valid after
-    /// [`Mirror::shutdown`], when its counts are final.
-    pub fn capture(&self) -> Option<CaptureHandle> {
-        self.capture.as_ref().map(|c| CaptureHandle(Arc::clone(c)))
+    /// What `--capture` wrote so far (`None` without capture).
+    pub fn capture_summary(&self) -> Option<CaptureSummary> {
+        self.capture.as_ref().map(|c| c.summary())
     }
 
     /// The run so far (what `/summary` serves).
@@ -306,6 +319,9 @@ impl Mirror {
         for w in self.workers.drain(..) {
             w.stop().await;
         }
+        // The client streams have ended: report what the streams left, before the run ends.
+        let sse = Arc::clone(&self.shared.sse);
+        let _ = tokio::task::spawn_blocking(move || sse.stop()).await;
         // Every request has been handed over: let the capture writer drain and flush.
         if let Some(c) = self.capture.clone() {
             let _ = tokio::task::spawn_blocking(move || c.finish()).await;
