@@ -195,6 +195,8 @@ pub struct Analysis {
     /// Share the candidate served from its return to the end of the load.
     pub cpp_share_after_return: Option<f64>,
     pub max_latency: Option<Duration>,
+    /// The five slowest requests, slowest first: where the drill's latency went.
+    pub slowest: Vec<Sample>,
 }
 
 /// Derives the drill's figures from the samples (in any order), the timeline and the
@@ -263,6 +265,11 @@ pub fn analyse(samples: &[Sample], t: Timeline, cpp: &str, consecutive: usize) -
         returned_after: returned.map(|(_, d)| d),
         cpp_share_after_return,
         max_latency: s.iter().map(|x| x.latency).max(),
+        slowest: {
+            let mut by_latency = s.clone();
+            by_latency.sort_by_key(|x| std::cmp::Reverse(x.latency));
+            by_latency.into_iter().take(5).cloned().collect()
+        },
     }
 }
 
@@ -304,6 +311,13 @@ pub fn to_json(a: &Analysis, args: &FailoverArgs, t: Timeline) -> Value {
         "returned_after_ms": ms(a.returned_after),
         "cpp_share_after_return_percent": pct(a.cpp_share_after_return),
         "max_latency_ms": ms(a.max_latency),
+        "slowest": a.slowest.iter().map(|x| json!({
+            "sent_ms": ms(Some(x.sent)),
+            "latency_ms": ms(Some(x.latency)),
+            "status": x.status,
+            "error": x.error,
+            "upstreams": x.upstreams,
+        })).collect::<Vec<_>>(),
     })
 }
 
@@ -982,6 +996,8 @@ mod tests {
         // 1040, 1080, 1120, 1160 touched the candidate, plus the probe at 2000.
         assert_eq!(a.touched_dead, 5);
         assert_eq!(a.touched_dead_max_latency, Some(Duration::from_millis(30)));
+        assert_eq!(a.slowest.len(), 5);
+        assert_eq!(a.slowest[0].latency, Duration::from_millis(30));
         assert_eq!(a.recovered_after, Some(Duration::from_millis(10)));
         assert_eq!(a.routed_around_after, Some(Duration::from_millis(170)));
         assert_eq!(a.probes_while_down, 1);

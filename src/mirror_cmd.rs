@@ -114,6 +114,17 @@ pub struct MirrorArgs {
     /// How long a stop lets open requests finish.
     #[arg(long, default_value = "5s", value_name = "D", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,
+
+    /// Append every request (method, path, headers, body, arrival time, client) to FILE as
+    /// NDJSON, for `shadowgate replay`. Secret headers and body fields are redacted.
+    #[arg(long, value_name = "FILE")]
+    pub capture: Option<PathBuf>,
+
+    /// Keep secrets (Authorization, X-API-Key, cookies, password/token fields) in the
+    /// capture, so a replay can authenticate. Only for test gateways with throw-away
+    /// credentials (CI); a redacted capture replays as unauthenticated requests.
+    #[arg(long, requires = "capture")]
+    pub capture_secrets: bool,
 }
 
 /// `1MiB`, `64KiB`, `2MB`, `4096`.
@@ -186,6 +197,8 @@ pub async fn run(args: MirrorArgs) -> anyhow::Result<ExitCode> {
         preserve_host: args.preserve_host,
         shutdown_grace: args.shutdown_grace,
         workers: args.workers,
+        capture: args.capture,
+        capture_secrets: args.capture_secrets,
         tool_version: env!("CARGO_PKG_VERSION").to_owned(),
         ..RawMirrorConfig::default()
     }
@@ -223,8 +236,24 @@ pub async fn run(args: MirrorArgs) -> anyhow::Result<ExitCode> {
     // 3. Serve until told to stop, then stop cleanly.
     wait_for_signal().await?;
     tracing::info!("signal received, shutting down");
+    let capture = mirror.capture();
     let summary = mirror.shutdown().await?;
     println!("{}", one_line(&summary));
+    if let Some(c) = capture {
+        let c = c.summary();
+        println!(
+            "captured {} request(s) to {} ({} dropped, {} without body{})",
+            c.written,
+            c.file.display(),
+            c.dropped,
+            c.body_omitted,
+            if c.secrets_kept {
+                ", secrets kept"
+            } else {
+                ", secrets redacted"
+            }
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 

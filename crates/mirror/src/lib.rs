@@ -105,7 +105,9 @@ mod upstream;
 
 pub use analysis::{Example, Group, LearnedNoise, Outcomes};
 pub use config::{MirrorConfig, RawMirrorConfig, ShadowConfig, Upstream, defaults};
-pub use capture::{CaptureConfig, CaptureFile, CaptureSummary, CapturedRequest, read_capture};
+pub use capture::{
+    CaptureConfig, CaptureFile, CaptureHandle, CaptureSummary, CapturedRequest, read_capture,
+};
 pub use error::{ConfigError, MirrorError};
 pub use rules_file::{RuleProblem, RulesFileError, default_rules, load_rules, parse_rules};
 pub use server::{Mirror, start};

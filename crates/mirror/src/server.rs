@@ -22,7 +22,7 @@ use tokio::task::{JoinHandle, JoinSet};
 
 use crate::analysis::{self, AnalysisState, Setup, Submitter};
 use crate::body::RespBody;
-use crate::capture::{CaptureSummary, Capturer};
+use crate::capture::{CaptureHandle, Capturer};
 use crate::config::MirrorConfig;
 use crate::error::MirrorError;
 use crate::proxy::{self, ConnCtx, Shared};
@@ -288,9 +288,10 @@ impl Mirror {
         &self.dir
     }
 
-    /// What `--capture` wrote so far (`None` without capture).
-    pub fn capture_summary(&self) -> Option<CaptureSummary> {
-        self.capture.as_ref().map(|c| c.summary())
+    /// A handle on what `--capture` writes (`None` without capture); it stays valid after
+    /// [`Mirror::shutdown`], when its counts are final.
+    pub fn capture(&self) -> Option<CaptureHandle> {
+        self.capture.as_ref().map(|c| CaptureHandle(Arc::clone(c)))
     }
 
     /// The run so far (what `/summary` serves).
