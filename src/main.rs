@@ -24,6 +24,7 @@ mod health;
 mod load_cmd;
 mod mirror_cmd;
 mod nginx_cmd;
+mod replay_cmd;
 mod report_cmd;
 mod sample_cmd;
 mod sim_cmd;
@@ -136,6 +137,14 @@ enum Command {
     /// id map the mirror learned in the same run, and writes missing, extra and mismatched
     /// entries into a run directory that `shadowgate report` reads.
     AuditDiff(audit_cmd::AuditDiffArgs),
+
+    /// Replay a capture (`mirror --capture`) into two gateways and diff them as the mirror does.
+    ///
+    /// Starts the mirror in-process with the given primary, candidate and rules, sends the
+    /// captured requests through it (per captured connection in order; at the recorded pace,
+    /// as fast as possible, or at a fixed rate), and writes a run directory of kind replay:
+    /// id correlation, order flows and comparisons are exactly the mirror's.
+    Replay(replay_cmd::ReplayArgs),
 }
 
 fn main() -> ExitCode {
@@ -223,6 +232,12 @@ const EXIT_CODES: &[(&str, &str)] = &[
          (listed in the run directory); 2 bad input (a log, the rules file or the id map cannot \
          be read; the message names the file and line).",
     ),
+    (
+        "replay",
+        "Exit codes: 0 the capture was replayed (differences are in the run directory; gate on \
+         them with `shadowgate report`); 2 bad input (the capture, rules, URLs, settings) or the \
+         run directory could not be created or finished.",
+    ),
 ];
 
 /// The clap command with each subcommand's exit codes appended to its help. Done here rather
@@ -263,6 +278,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::NginxConfig(args) => nginx_cmd::run(args).await,
             Command::FailoverDrill(args) => failover_cmd::run(args).await,
             Command::AuditDiff(args) => audit_cmd::run(args).await,
+            Command::Replay(args) => replay_cmd::run(args).await,
         }
     })
 }

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use similar::{Algorithm, DiffTag, capture_diff_slices};
 
-use crate::doc::{Arena, Doc, Node};
+use crate::doc::{Arena, Doc, Entry, Node, SMALL_OBJECT, fingerprint};
 use crate::labels::{Label, label_pair};
 use crate::normalize::KeySpec;
 use crate::pointer::{Seg, escape_into, write_pointer};
@@ -615,6 +615,7 @@ impl Sink<'_, '_> {
                     p: pd,
                     c: cd,
                     stack: Vec::with_capacity(16),
+                    fps: Vec::with_capacity(64),
                     notes: Vec::new(),
                     detail_ready: false,
                     detail: String::new(),
@@ -710,6 +711,8 @@ struct Walk<'s, 'r, 'o, 'v, 'd> {
     p: &'v Doc<'d>,
     c: &'v Doc<'d>,
     stack: Vec<Seg<'v>>,
+    /// Key fingerprints of the candidate objects being walked, outermost first.
+    fps: Vec<u64>,
     notes: Vec<Note<'v, 'd>>,
     /// Whether `detail` holds the text for the current notes: it is built on the first
     /// difference that needs it (an element often has several differences).
@@ -811,6 +814,12 @@ impl<'r: 'v, 'v, 'd> Walk<'_, 'r, '_, 'v, 'd> {
 
     fn object(&mut self, pi: u32, ci: u32) {
         let (p, c) = (self.p, self.c);
+        if let Node::Obj { start, len } = c.node(ci)
+            && len as usize <= SMALL_OBJECT
+        {
+            self.small_object(pi, c.entries(start, len));
+            return;
+        }
         // Large objects get a sorted index so member lookup is not quadratic.
         let c_index = c.index(ci);
         let p_index = p.index(pi);
@@ -840,6 +849,55 @@ impl<'r: 'v, 'v, 'd> Walk<'_, 'r, '_, 'v, 'd> {
             if p.lookup(pi, p_index.as_deref(), k, slot).is_none() {
                 self.stack.push(Seg::Key(k));
                 self.emit(Kind::Extra, None, Some(cv));
+                self.stack.pop();
+            }
+        }
+    }
+
+    /// [`Walk::object`] when the candidate object has at most [`SMALL_OBJECT`] members:
+    /// the candidate's keys are fingerprinted once (on a stack shared with nested objects),
+    /// each primary key is looked for first at its own slot (one producer lists members in
+    /// one order), then by fingerprint; matched candidate members are one bit each, so the
+    /// extras need no reverse lookups. Differences come out in the same order.
+    fn small_object(&mut self, pi: u32, c_entries: &'v [Entry<'d>]) {
+        let (p, c) = (self.p, self.c);
+        let base = self.fps.len();
+        self.fps
+            .extend(c_entries.iter().map(|e| fingerprint(c.text(e.key))));
+        let mut matched: u64 = 0;
+        for (slot, k, pv) in p.member_slots(pi) {
+            if self.full() {
+                break;
+            }
+            let want = fingerprint(k);
+            let fps = &self.fps[base..];
+            let is = |j: usize| {
+                let e = &c_entries[j];
+                fps[j] == want && e.live && c.text(e.key) == k
+            };
+            let found = if slot < c_entries.len() && is(slot) {
+                Some(slot)
+            } else {
+                (0..c_entries.len()).find(|&j| is(j))
+            };
+            self.stack.push(Seg::Key(k));
+            match found {
+                Some(j) => {
+                    matched |= 1 << j;
+                    self.value(pv, c_entries[j].val);
+                }
+                None => self.emit(Kind::Missing, Some(pv), None),
+            }
+            self.stack.pop();
+        }
+        self.fps.truncate(base);
+        for (j, e) in c_entries.iter().enumerate() {
+            if self.full() {
+                return;
+            }
+            if e.live && matched & (1 << j) == 0 {
+                self.stack.push(Seg::Key(c.text(e.key)));
+                self.emit(Kind::Extra, None, Some(e.val));
                 self.stack.pop();
             }
         }

@@ -130,6 +130,10 @@ fn range(start: u32, len: u32) -> std::ops::Range<usize> {
 /// Objects up to this size are searched linearly; larger ones through a sorted index.
 const LINEAR_MAX: usize = 24;
 
+/// Objects up to this size get their keys fingerprinted into a stack array (or one bit
+/// each in a `u64`) for member lookups.
+pub(crate) const SMALL_OBJECT: usize = 64;
+
 impl<'a> Doc<'a> {
     /// Parses `input`; `None` when it is not one JSON value (surrounding whitespace allowed).
     #[cfg(test)]
@@ -587,6 +591,15 @@ impl<'a> Doc<'a> {
 
     fn walk_anywhere(&mut self, i: u32, n: &'a Normalization) {
         match self.node(i) {
+            Node::Obj { start, len } if len as usize <= SMALL_OBJECT => {
+                self.anywhere_small(start, len, n);
+                for k in range(start, len) {
+                    let e = self.entries[k];
+                    if e.live {
+                        self.walk_anywhere(e.val, n);
+                    }
+                }
+            }
             Node::Obj { start, len } => {
                 for r in &n.rename {
                     if let FieldSelector::Anywhere(from) = &r.from {
@@ -619,6 +632,53 @@ impl<'a> Doc<'a> {
                 }
             }
             _ => {}
+        }
+    }
+
+    /// The anywhere-rules on one object of at most [`SMALL_OBJECT`] members, in the same
+    /// order and with the same effect as [`Doc::rename_in`], [`Doc::get`] and [`Doc::kill`]
+    /// one rule at a time, but with each member's key fingerprinted once, so a rule that
+    /// does not apply costs a few integer compares rather than a string compare per member.
+    fn anywhere_small(&mut self, start: u32, len: u32, n: &'a Normalization) {
+        let mut fps = [0u64; SMALL_OBJECT];
+        let slots = range(start, len);
+        for (fp, k) in fps.iter_mut().zip(slots.clone()) {
+            *fp = fingerprint(self.text(self.entries[k].key));
+        }
+        let fps = &mut fps[..slots.len()];
+        let find = |doc: &Self, fps: &[u64], key: &str| {
+            let want = fingerprint(key);
+            fps.iter().zip(slots.clone()).find_map(|(&fp, k)| {
+                let e = doc.entries[k];
+                (fp == want && e.live && doc.text(e.key) == key).then_some(k)
+            })
+        };
+        for r in &n.rename {
+            if let FieldSelector::Anywhere(from) = &r.from
+                && *from != r.to
+                && let Some(slot) = find(self, fps, from)
+            {
+                // The renamed member replaces an existing one of the new name.
+                if let Some(old) = find(self, fps, &r.to) {
+                    self.entries[old].live = false;
+                }
+                self.entries[slot].key = Str::Ref(&r.to);
+                fps[slot - slots.start] = fingerprint(&r.to);
+            }
+        }
+        for m in &n.map_values {
+            if let FieldSelector::Anywhere(field) = &m.at
+                && let Some(slot) = find(self, fps, field)
+            {
+                self.map_value(self.entries[slot].val, &m.map);
+            }
+        }
+        for d in &n.drop {
+            if let FieldSelector::Anywhere(field) = d
+                && let Some(slot) = find(self, fps, field)
+            {
+                self.entries[slot].live = false;
+            }
         }
     }
 
@@ -949,25 +1009,35 @@ impl<'a> Parser<'a> {
             return;
         }
         let doc = &self.doc;
-        // A cheap signature per key (length, first and last byte) so the pairwise check
-        // compares integers and touches text only on a signature match.
-        let sig = |e: &Entry<'_>| {
-            let k = doc.text(e.key).as_bytes();
-            (k.len() as u64) << 16
-                | u64::from(k.first().copied().unwrap_or(0)) << 8
-                | u64::from(k.last().copied().unwrap_or(0))
-        };
         let mut dead: Vec<usize> = Vec::new();
-        if n <= LINEAR_MAX * 2 {
-            let mut sigs = [0u64; LINEAR_MAX * 2];
-            for (slot, e) in sigs.iter_mut().zip(members) {
-                *slot = sig(e);
-            }
-            for a in 0..n {
-                for b in a + 1..n {
-                    if sigs[a] == sigs[b] && doc.text(members[a].key) == doc.text(members[b].key) {
-                        dead.push(a);
-                        break;
+        if n <= DEDUP_TABLE / 4 {
+            // An open-addressing set of the keys seen so far (slot + 1 per bucket, 0 = empty),
+            // probed by fingerprint: linear in the members, text compared only on a
+            // fingerprint match.
+            let mut table = [0u8; DEDUP_TABLE];
+            let mut fps = [0u64; DEDUP_TABLE / 4];
+            for (b, e) in members.iter().enumerate() {
+                let key = doc.text(e.key);
+                let fp = fingerprint(key);
+                fps[b] = fp;
+                let mut at = bucket(fp);
+                loop {
+                    match table[at] {
+                        0 => {
+                            // b < DEDUP_TABLE / 4, so b + 1 fits a byte.
+                            table[at] = u8::try_from(b + 1).unwrap_or(u8::MAX);
+                            break;
+                        }
+                        seen => {
+                            let a = usize::from(seen - 1);
+                            if fps[a] == fp && doc.text(members[a].key) == key {
+                                // The earlier one is shadowed; the later one takes its bucket.
+                                dead.push(a);
+                                table[at] = u8::try_from(b + 1).unwrap_or(u8::MAX);
+                                break;
+                            }
+                            at = (at + 1) % DEDUP_TABLE;
+                        }
                     }
                 }
             }
@@ -994,7 +1064,7 @@ impl<'a> Parser<'a> {
     fn string(&mut self) -> Option<Str<'a>> {
         let bytes = self.bytes();
         let start = self.pos + 1;
-        let mut i = start;
+        let mut i = start + plain_run(&bytes[start.min(bytes.len())..]);
         loop {
             match *bytes.get(i)? {
                 b'"' => {
@@ -1159,6 +1229,51 @@ impl<'a> Parser<'a> {
         let f: f64 = self.text[start..self.pos].parse().ok()?;
         f.is_finite().then_some(Num::F(f))
     }
+}
+
+/// Buckets of the duplicate-key table: objects up to a quarter of this size use it.
+const DEDUP_TABLE: usize = 256;
+
+fn bucket(fp: u64) -> usize {
+    // The top byte of a multiplicative hash; `>> 56` leaves a value below 256.
+    usize::from((fp.wrapping_mul(MIX_K) >> 56) as u8)
+}
+
+/// A cheap summary of a key: its length with its first and last 8 bytes. Equal keys have
+/// equal fingerprints, so unequal fingerprints settle most key comparisons with one integer
+/// compare (no call into `memcmp`).
+pub(crate) fn fingerprint(key: &str) -> u64 {
+    let b = key.as_bytes();
+    let len = b.len() as u64;
+    match (b.first_chunk::<8>(), b.last_chunk::<8>()) {
+        (Some(head), Some(tail)) => {
+            u64::from_le_bytes(*head) ^ u64::from_le_bytes(*tail).rotate_left(29) ^ len << 58
+        }
+        _ => b.iter().fold(len, |acc, &c| acc << 8 | u64::from(c)),
+    }
+}
+
+const LOW: u64 = 0x0101_0101_0101_0101;
+const HIGH: u64 = 0x8080_8080_8080_8080;
+
+/// How many leading bytes of `bytes` need no attention inside a JSON string (not `"`, not a
+/// backslash, not a control character), looked at 8 bytes per step.
+fn plain_run(bytes: &[u8]) -> usize {
+    let mut i = 0;
+    while let Some(chunk) = bytes.get(i..).and_then(<[u8]>::first_chunk::<8>) {
+        let w = u64::from_le_bytes(*chunk);
+        // A byte of `x` is zero / below 0x20: the classic SWAR tests. Bits above the lowest
+        // flagged byte may be false alarms, the lowest flagged byte is exact.
+        let zero = |x: u64| x.wrapping_sub(LOW) & !x & HIGH;
+        let flagged = zero(w ^ (LOW * u64::from(b'"')))
+            | zero(w ^ (LOW * u64::from(b'\\')))
+            | w.wrapping_sub(LOW * 0x20) & !w & HIGH;
+        if flagged != 0 {
+            return i + (flagged.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    i
 }
 
 /// Powers of ten that are exact in an `f64`.
@@ -1401,6 +1516,31 @@ mod tests {
                         prop_assert_eq!(out.as_str(), "x");
                     }
                 }
+            }
+
+            #[test]
+            fn duplicate_keys_agree_with_serde_json(
+                members in proptest::collection::vec(("[ab]{0,2}|k[0-9]{1,2}|[a-z_]{8,12}", any::<u8>()), 0..90),
+            ) {
+                let body: Vec<String> = members
+                    .iter()
+                    .map(|(k, v)| format!("{}: {v}", Value::from(k.as_str())))
+                    .collect();
+                let text = format!("{{{}}}", body.join(", "));
+                let d = parse(&text);
+                let want: Value = serde_json::from_str(&text).unwrap();
+                prop_assert_eq!(d.to_value(d.root()), want);
+            }
+
+            #[test]
+            fn plain_run_stops_at_the_first_special_byte(bytes in proptest::collection::vec(any::<u8>(), 0..40)) {
+                let want = bytes
+                    .iter()
+                    .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
+                    .unwrap_or(bytes.len());
+                let got = plain_run(&bytes);
+                // Whole 8-byte steps may stop short of the end; never past a special byte.
+                prop_assert!(got == want || (got == bytes.len() / 8 * 8 && got < want), "{} {}", got, want);
             }
 
             #[test]
