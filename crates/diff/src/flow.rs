@@ -43,6 +43,10 @@ pub struct RawIds {
     /// Where a request on this route carries a primary id, rewritten to the candidate's id
     /// in the candidate's copy: `body:<field or /pointer>`, `query:<name>`, `capture:<name>`.
     pub request: Vec<String>,
+    /// What to do with a request id the map does not know: `skip` (default: the copy is not
+    /// sent, and reported) or `send` (sent as it is, counted: for reads of ids that may not
+    /// have been placed through the mirror, so their answers are still compared).
+    pub unmapped: Option<String>,
 }
 
 /// `ids` as written: one table or a list of tables.
@@ -130,6 +134,8 @@ pub struct IdRule {
     pub candidate: Option<String>,
     /// Request-side locations to rewrite.
     pub request: Vec<IdLocation>,
+    /// Send a request whose id is not in the map as it is (instead of not at all).
+    pub send_unmapped: bool,
 }
 
 /// The role of a route in an order flow (`flow = "submit"`).
@@ -308,11 +314,24 @@ pub(crate) fn compile_ids(
                 "says nothing: set primary/candidate (learn) or request (rewrite)".to_owned(),
             );
         }
+        let send_unmapped = match r.unmapped.as_deref() {
+            None | Some("skip") => false,
+            Some("send") => true,
+            Some(other) => {
+                invalid(
+                    errs,
+                    format!("{k}.unmapped"),
+                    format!("{other:?}: use skip or send"),
+                );
+                false
+            }
+        };
         out.push(IdRule {
             kind,
             primary: r.primary.clone(),
             candidate: r.candidate.clone(),
             request,
+            send_unmapped,
         });
     }
     let step = flow.and_then(|f| match f {
@@ -1122,6 +1141,7 @@ mod tests {
             primary: Some("/client_order_id".into()),
             candidate: Some("/data/client_order_id".into()),
             request: vec![],
+            unmapped: None,
         });
         let (ids, step) = compile_ids(&raw, Some("submit"), "routes[0]", &[], &mut errs);
         assert!(errs.is_empty(), "{errs:?}");
@@ -1136,6 +1156,7 @@ mod tests {
                 "header:y".into(),
                 "query:client_order_id".into(),
             ],
+            unmapped: None,
         }]);
         let (ids, _) = compile_ids(
             &raw,

@@ -44,6 +44,10 @@ pub mod defaults {
     pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
     /// Proxy worker threads (each a single-threaded runtime).
     pub const WORKERS: usize = 2;
+    /// How long a learned id pair is kept.
+    pub const ID_TTL: Duration = Duration::from_secs(600);
+    /// Most id pairs kept at once.
+    pub const ID_MAX: usize = 1_000_000;
 }
 
 /// The configuration as given (the CLI fills it from flags). `Default` holds the defaults of
@@ -98,6 +102,12 @@ pub struct RawMirrorConfig {
     pub capture_secrets: bool,
     /// Version written into the manifest.
     pub tool_version: String,
+    /// How long a learned id pair is kept (`--id-ttl`).
+    pub id_ttl: Duration,
+    /// Most id pairs kept (`--id-max`).
+    pub id_max: usize,
+    /// How long a follow-up waits for its order's candidate id; `None`: the shadow timeout.
+    pub id_wait: Option<Duration>,
 }
 
 impl Default for RawMirrorConfig {
@@ -127,6 +137,9 @@ impl Default for RawMirrorConfig {
             capture: None,
             capture_secrets: false,
             tool_version: env!("CARGO_PKG_VERSION").to_owned(),
+            id_ttl: defaults::ID_TTL,
+            id_max: defaults::ID_MAX,
+            id_wait: None,
         }
     }
 }
@@ -249,6 +262,19 @@ pub struct MirrorConfig {
     pub capture: Option<crate::capture::CaptureConfig>,
     /// Version written into the manifest.
     pub tool_version: String,
+    /// Id correlation bounds.
+    pub ids: IdConfig,
+}
+
+/// Id correlation: how long pairs are kept, how many, how long a follow-up waits.
+#[derive(Debug, Clone, Copy)]
+pub struct IdConfig {
+    /// Time to live of a learned pair.
+    pub ttl: Duration,
+    /// Most pairs kept.
+    pub max: NonZeroUsize,
+    /// Wait of a follow-up for its order's candidate id.
+    pub wait: Duration,
 }
 
 /// Shadow budget: bounded concurrency, deadline, breaker, comparison queue.
@@ -348,6 +374,14 @@ impl RawMirrorConfig {
         check(queue.is_some(), "compare-queue", "must be at least 1");
         let workers = NonZeroUsize::new(self.workers);
         check(workers.is_some(), "workers", "must be at least 1");
+        let id_max = NonZeroUsize::new(self.id_max).unwrap_or(NonZeroUsize::MIN);
+        check(self.id_max >= 1, "id-max", "must be at least 1");
+        check(!self.id_ttl.is_zero(), "id-ttl", "must be more than 0");
+        let ids = IdConfig {
+            ttl: self.id_ttl,
+            max: id_max,
+            wait: self.id_wait.unwrap_or(self.shadow_timeout),
+        };
         if let (Some(p), Some(c)) = (&primary, &candidate)
             && p.authority == c.authority
         {
@@ -400,6 +434,7 @@ impl RawMirrorConfig {
                 workers,
                 capture,
                 tool_version: self.tool_version,
+                ids,
             }),
             _ => Err(ConfigError { problems }),
         }

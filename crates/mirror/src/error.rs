@@ -60,6 +60,15 @@ pub enum MirrorError {
     /// incomplete.
     #[error("the comparison thread failed: {0}")]
     Analysis(String),
+    /// The id map file of the run directory could not be created.
+    #[error("cannot create the id map file {}: {source}", .path.display())]
+    IdsFile {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
     /// Binding an address failed (only the CLI binds).
     #[error("cannot listen on {addr}: {source}")]
     Bind {

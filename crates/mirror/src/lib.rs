@@ -91,7 +91,9 @@ mod analysis;
 mod body;
 mod capture;
 mod config;
+mod correlate;
 mod error;
+mod flows;
 mod headers;
 mod proxy;
 pub mod rules_file;
@@ -104,7 +106,9 @@ mod tee;
 mod upstream;
 
 pub use analysis::{Example, Group, LearnedNoise, Outcomes};
-pub use config::{MirrorConfig, RawMirrorConfig, ShadowConfig, Upstream, defaults};
+pub use config::{IdConfig, MirrorConfig, RawMirrorConfig, ShadowConfig, Upstream, defaults};
+pub use correlate::{IDS_FILE, IdPair};
+pub use flows::{FlowGroup, FlowSummary, IdSummary};
 pub use capture::{
     CaptureConfig, CaptureFile, CaptureHandle, CaptureSummary, CapturedRequest, read_capture,
 };

@@ -111,6 +111,7 @@ pub async fn start(
     let recorder = run.latency()?;
     let writer = run.discrepancies()?;
     writer.set_flush_interval(config.interval);
+    let flow_writer = writer.clone();
 
     let metrics = Arc::new(Metrics::new());
     let shards = Arc::new(Shards::new(&recorder, SHARDS));
@@ -137,6 +138,7 @@ pub async fn start(
     .map_err(MirrorError::Thread)?;
 
     let concurrency = config.shadow.concurrency.get();
+    let flows = crate::flows::build(&config, &metrics, flow_writer)?;
     let shadow = Arc::new(Shadow {
         candidate_pool: ShadowPool::new(
             &config.candidate,
@@ -167,6 +169,8 @@ pub async fn start(
         metrics: Arc::clone(&metrics),
         shards: Arc::clone(&shards),
         submitter: started.submitter.clone(),
+        flows: flows.clone(),
+        id_wait: config.ids.wait,
     });
     // Event streams: one thread, one shared candidate subscription per stream route.
     let sse = Arc::new(
@@ -208,6 +212,9 @@ pub async fn start(
     let _ = shared_cell.set(Arc::clone(&shared));
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    if let Some(f) = &flows {
+        tokio::spawn(crate::flows::sweeper(Arc::clone(f), shutdown_rx.clone()));
+    }
     let listener = listener
         .into_std()
         .map_err(|source| MirrorError::Listener {
@@ -320,12 +327,15 @@ impl Mirror {
         for w in self.workers.drain(..) {
             w.stop().await;
         }
-        // The client streams have ended: report what the streams left, before the run ends.
-        let sse = Arc::clone(&self.shared.sse);
-        let _ = tokio::task::spawn_blocking(move || sse.stop()).await;
         // Every request has been handed over: let the capture writer drain and flush.
         if let Some(c) = self.capture.clone() {
             let _ = tokio::task::spawn_blocking(move || c.finish()).await;
+        }
+        // The client streams have ended: report what the streams left, before the run ends.
+        let sse = Arc::clone(&self.shared.sse);
+        let _ = tokio::task::spawn_blocking(move || sse.stop()).await;
+        if let Some(f) = &self.shared.shadow.flows {
+            f.drain().await;
         }
         let submitter = self.submitter.clone();
         let stopped = tokio::task::spawn_blocking(move || submitter.stop())

@@ -339,6 +339,10 @@ pub(crate) struct Shadow {
     pub metrics: Arc<Metrics>,
     pub shards: Arc<Shards>,
     pub submitter: Submitter,
+    /// Order flows and the id map (when the rules track flows or ids).
+    pub flows: Option<Arc<crate::flows::Flows>>,
+    /// How long a follow-up waits for its order's candidate id.
+    pub id_wait: Duration,
 }
 
 /// A shadow request in flight: holds its permit and keeps the in-flight gauge right however
@@ -376,6 +380,7 @@ impl Shadow {
             return;
         };
         job.handles.count(ShadowEvent::Sent);
+        self.begin_flow(&job);
         self.metrics.shadow_in_flight.inc();
         let guard = InFlight {
             _permit: permit,
@@ -393,11 +398,52 @@ impl Shadow {
         }
     }
 
+    /// A submit's copy is going out: its order is registered before the client can follow
+    /// up on it (so a follow-up waits for the candidate's answer).
+    fn begin_flow(&self, job: &ShadowJob) {
+        let (Some(flows), Some(rule)) = (
+            &self.flows,
+            job.handles.rule.and_then(|i| self.rules.routes().get(i)),
+        ) else {
+            return;
+        };
+        if rule.flow_step() == Some(shadowgate_diff::flow::FlowStep::Submit)
+            && job.primary.status.is_success()
+            && let Some(pid) = crate::flows::answer_id(rule, &job.primary.body, true)
+        {
+            flows.begin(
+                &pid,
+                job.primary.status.as_u16(),
+                job.handles.method.as_str(),
+                &job.handles.route,
+            );
+        }
+    }
+
     async fn run(&self, job: ShadowJob, admit: Admit) {
         let rule = job.handles.rule.and_then(|i| self.rules.routes().get(i));
         let write = !is_safe(&job.request.method);
+        // Follow-ups carry the primary's ids: the candidate gets its own (waiting for them).
+        let rewritten = match (&self.flows, rule) {
+            (Some(f), Some(r)) if r.ids().iter().any(|i| !i.request.is_empty()) => {
+                match f
+                    .rewrite(r, &job.request, self.id_wait, &job.handles.route)
+                    .await
+                {
+                    Ok(x) => x,
+                    Err(()) => {
+                        self.breaker.cancel(admit);
+                        crate::flows::observe(f, r, &job.request, &job.primary, None);
+                        job.handles.count(ShadowEvent::Error);
+                        return;
+                    }
+                }
+            }
+            _ => None,
+        };
+        let cand_req = rewritten.as_ref().unwrap_or(&job.request);
         let candidate = async {
-            match candidate_request(rule, &job.request, &self.candidate, self.preserve_host) {
+            match candidate_request(rule, cand_req, &self.candidate, self.preserve_host) {
                 Some(req) => send(&self.candidate_pool, req, self.timeout, self.body_limit).await,
                 None => (Err(Failure::Untranslatable), Duration::ZERO),
             }
@@ -435,6 +481,9 @@ impl Shadow {
             Ok(_) | Err(Failure::OverLimit(_)) => self.breaker.success(admit),
             Err(Failure::Untranslatable) => self.breaker.cancel(admit),
             Err(_) => self.breaker.failure(admit),
+        }
+        if let (Some(f), Some(r)) = (&self.flows, rule) {
+            crate::flows::observe(f, r, &job.request, &job.primary, cand.as_ref().ok());
         }
         let candidate = match cand {
             Ok(c) => c,

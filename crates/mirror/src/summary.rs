@@ -202,6 +202,9 @@ pub struct Summary {
     /// Event streams, per route (their lines are counted here, not in `lines`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub streams: Vec<crate::sse::StreamSummary>,
+    /// Order flows and the id map (when the rules track them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flows: Option<crate::flows::FlowSummary>,
 }
 
 impl Summary {
@@ -234,6 +237,17 @@ impl Summary {
         }
         let m = &shared.shadow.metrics;
         let line = |k: &str| state.lines.get(k).copied().unwrap_or(0);
+        let flows = shared.shadow.flows.as_ref();
+        // Flow lines go to the same file: counted with the exchanges' lines.
+        let flow_lines = |ignored: bool| {
+            flows.map_or(0, |f| {
+                if ignored {
+                    f.ignored_lines.load(std::sync::atomic::Ordering::Relaxed)
+                } else {
+                    f.lines.load(std::sync::atomic::Ordering::Relaxed)
+                }
+            })
+        };
         Summary {
             primary,
             candidate,
@@ -253,9 +267,9 @@ impl Summary {
             },
             comparisons: state.outcomes,
             lines: Lines {
-                regression: line("regression"),
+                regression: line("regression") + flow_lines(false),
                 noise: line("noise"),
-                ignored: line("ignored"),
+                ignored: line("ignored") + flow_lines(true),
                 held_back: state.held as u64,
             },
             write_errors: state.write_errors,
@@ -263,6 +277,7 @@ impl Summary {
             groups: if groups { state.groups() } else { Vec::new() },
             learned_noise: state.learned(),
             streams: shared.sse.summary(),
+            flows: flows.map(|f| f.summary()),
         }
     }
 }

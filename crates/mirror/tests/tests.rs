@@ -3,6 +3,7 @@
 
 mod comparing;
 mod faults;
+mod flows;
 mod secrets;
 mod sse_compare;
 mod streams;

@@ -174,8 +174,9 @@ impl Pair {
 
     /// Stops the mirror (which writes every line), reads the run directory back.
     async fn finish(self) -> Finished {
-        let candidate = self.candidate.stats();
+        // After the mirror: its shutdown finishes the order flows (their state polls).
         let summary = self.mirror.shutdown().await.unwrap();
+        let candidate = self.candidate.stats();
         let run = Run::open(&self.out).unwrap();
         assert!(run.warnings.is_empty(), "{:?}", run.warnings);
         self.primary.shutdown().await;
@@ -544,9 +545,11 @@ async fn python_to_cpp_reports_each_real_difference_and_no_noise() {
     assert_eq!(c.requests_on("POST /api/orders"), placed);
     assert_eq!(c.requests_on("POST /api/cancel"), 1);
     assert_eq!(c.requests_on("POST /api/auth/login"), 3);
+    // Two order_state lookups, plus the flow comparison's own order-state polls.
+    let polls = done.summary.flows.as_ref().map_or(0, |f| f.candidate_polls);
     assert_eq!(
         c.requests_on("GET /api/orders/{id}"),
-        2,
+        2 + polls,
         "order_state → /api/orders/{{id}}"
     );
     assert_eq!(c.requests_on("POST /api/auth/keys"), 0);

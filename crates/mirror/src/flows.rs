@@ -1,0 +1,1031 @@
+//! Order flows: per order seen through the mirror, the flow on each side is built from the
+//! answers (submit, cancel, state), from order events, and from polling the order-state
+//! route once the flow has gone quiet; then the two flows are compared whole
+//! ([`shadowgate_diff::flow::compare_flows`]) and each difference is written to
+//! `discrepancies.ndjson` with the order's `flow_id`.
+//!
+//! Hook for order events of the event streams (call it for every order event of either
+//! side; events of orders not placed through the mirror are ignored):
+//!
+//! ```text
+//! impl Flows {
+//!     pub(crate) fn on_order_event(&self, side: Side, event: &str, data: &serde_json::Value);
+//! }
+//! // reachable as `shared.shadow.flows: Option<Arc<Flows>>`
+//! ```
+//!
+//! `event` is the SSE event name (`order_update`, `order_state`, `fill`, or C++
+//! `order-update` whose data carries `type`), `data` the parsed `data:` JSON. The order id is
+//! read from `data.client_order_id`; a candidate id is mapped back through the id map.
+//!
+//! # Design decisions
+//! - **A flow starts when its submit's shadow copy is fired** (the primary's answer holds
+//!   the id), so events that race ahead of the candidate's answer find it. Events for ids
+//!   not known yet are held briefly (bounded) and applied when the flow starts or the
+//!   candidate's id is learned.
+//! - **Quiet, then poll, then compare.** A flow with no news for `quiet_ms` is polled on both
+//!   sides (each with its own id) when `[flows.primary|candidate].poll` is set; it is
+//!   compared once both sides are final and quiet, or `timeout_ms` after its submit (the
+//!   side not final is reported as `timeout`). One sweeper task does this every few tens of
+//!   milliseconds; polls run as tasks bounded by a semaphore.
+//! - **Bounded.** At most `max_flows` are tracked; more are counted as `untracked`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap};
+use http::{Method, Request, Uri};
+use http_body_util::Full;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use shadowgate_diff::RuleSet;
+use shadowgate_diff::flow::{
+    Flow, FlowDifference, FlowKind, FlowRules, FlowSide, IdLocation, OrderState, compare_flows,
+};
+use shadowgate_record::{Class as RecClass, Discrepancy, DiscrepancyKind, DiscrepancyWriter};
+use tokio::sync::Semaphore;
+
+use crate::config::Upstream;
+use crate::correlate::{Correlator, Resolved};
+use crate::stats::lock;
+use crate::upstream::ShadowPool;
+
+/// Which gateway an observation comes from.
+#[allow(dead_code)] // built by the event-stream comparison
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Side {
+    Primary,
+    Candidate,
+}
+
+/// The id kind order flows are keyed by.
+pub(crate) const ORDER: &str = "order";
+/// Events held for ids not known yet, at most.
+const MAX_ORPHANS: usize = 10_000;
+/// How long such events are kept.
+const ORPHAN_TTL: Duration = Duration::from_secs(10);
+/// Polls in flight at once.
+const POLLS: usize = 32;
+/// Bytes read of a poll answer.
+const POLL_LIMIT: usize = 64 << 10;
+
+#[derive(Debug)]
+struct Tracked {
+    p: Flow,
+    c: Flow,
+    method: String,
+    route: String,
+    created: Instant,
+    last: Instant,
+    polled: Option<Instant>,
+    polling: bool,
+}
+
+#[derive(Debug, Default)]
+struct Table {
+    flows: HashMap<String, Tracked>,
+    /// (side, id) → events not yet attached, with when they came.
+    orphans: HashMap<(bool, String), Vec<(Instant, String, Value)>>,
+}
+
+/// A group of alike flow differences for `/summary`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FlowGroup {
+    /// Kind (`state-mismatch`, ...).
+    pub kind: String,
+    /// Differing steps (`ack,final`).
+    pub steps: String,
+    /// Flows that showed it.
+    pub count: u64,
+    /// The first such flow (the primary's order id).
+    pub example: String,
+}
+
+/// Flow and id-map counters for `/summary` and the manifest.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FlowSummary {
+    /// Flows started (submits mirrored).
+    pub tracked: u64,
+    /// Flows compared.
+    pub compared: u64,
+    /// Compared with no difference.
+    pub matched: u64,
+    /// Compared with at least one difference.
+    pub differing: u64,
+    /// Not tracked: over `max_flows`.
+    pub untracked: u64,
+    /// Not compared: the candidate's submit failed or did not answer (reported by the
+    /// exchange comparison as a status or counted as a shadow timeout/error).
+    pub submit_failed: u64,
+    /// Tracked and not compared yet.
+    pub open: u64,
+    /// Order-state polls sent to the primary.
+    pub primary_polls: u64,
+    /// Order-state polls sent to the candidate.
+    pub candidate_polls: u64,
+    /// Flows per difference kind.
+    pub by_kind: BTreeMap<String, u64>,
+    /// Groups (kind + steps), most frequent first.
+    pub groups: Vec<FlowGroup>,
+    /// The id map.
+    pub ids: IdSummary,
+}
+
+/// Id-map counters.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct IdSummary {
+    /// Pairs learned.
+    pub learned: u64,
+    /// Ids rewritten in candidate requests.
+    pub rewritten: u64,
+    /// Ids not in the map (the copy was not sent).
+    pub unmapped: u64,
+    /// Ids whose submit did not answer in time (the copy was not sent).
+    pub timed_out: u64,
+    /// Entries expired by TTL.
+    pub expired: u64,
+    /// Entries dropped over the size cap.
+    pub evicted: u64,
+    /// Entries held now.
+    pub entries: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    tracked: AtomicU64,
+    compared: AtomicU64,
+    matched: AtomicU64,
+    differing: AtomicU64,
+    untracked: AtomicU64,
+    submit_failed: AtomicU64,
+    polls: [AtomicU64; 2],
+}
+
+/// The flow tracker.
+#[derive(Debug)]
+pub(crate) struct Flows {
+    rules: Arc<RuleSet>,
+    pub ids: Arc<Correlator>,
+    table: Mutex<Table>,
+    counters: Counters,
+    groups: Mutex<HashMap<(FlowKind, String), FlowGroup>>,
+    by_kind: Mutex<BTreeMap<&'static str, u64>>,
+    writer: DiscrepancyWriter,
+    primary: Upstream,
+    candidate: Upstream,
+    primary_pool: ShadowPool,
+    candidate_pool: ShadowPool,
+    polls: Arc<Semaphore>,
+    poll_timeout: Duration,
+    /// Regression lines written (for the summary's line counts).
+    pub lines: AtomicU64,
+    /// Ignored lines written (unmapped ids).
+    pub ignored_lines: AtomicU64,
+}
+
+/// What [`Flows::new`] needs.
+pub(crate) struct FlowSetup {
+    pub rules: Arc<RuleSet>,
+    pub ids: Arc<Correlator>,
+    pub writer: DiscrepancyWriter,
+    pub primary: Upstream,
+    pub candidate: Upstream,
+    pub connect_timeout: Duration,
+    pub poll_timeout: Duration,
+    pub opened: (
+        prometheus_client::metrics::counter::Counter,
+        prometheus_client::metrics::counter::Counter,
+    ),
+}
+
+fn rules_of(r: &RuleSet) -> &FlowRules {
+    r.flows()
+}
+
+impl Flows {
+    pub(crate) fn new(s: FlowSetup) -> Flows {
+        Flows {
+            primary_pool: ShadowPool::new(&s.primary, s.connect_timeout, POLLS, s.opened.0),
+            candidate_pool: ShadowPool::new(&s.candidate, s.connect_timeout, POLLS, s.opened.1),
+            rules: s.rules,
+            ids: s.ids,
+            table: Mutex::new(Table::default()),
+            counters: Counters::default(),
+            groups: Mutex::new(HashMap::new()),
+            by_kind: Mutex::new(BTreeMap::new()),
+            writer: s.writer,
+            primary: s.primary,
+            candidate: s.candidate,
+            polls: Arc::new(Semaphore::new(POLLS)),
+            poll_timeout: s.poll_timeout,
+            lines: AtomicU64::new(0),
+            ignored_lines: AtomicU64::new(0),
+        }
+    }
+
+    fn fr(&self) -> &FlowRules {
+        rules_of(&self.rules)
+    }
+
+    /// A submit's shadow copy is being fired: registers the order (pending on the
+    /// candidate) so follow-ups wait for it and events find it.
+    pub(crate) fn begin(&self, primary_id: &str, status: u16, method: &str, route: &str) {
+        self.ids.expect(ORDER, primary_id);
+        let now = Instant::now();
+        let mut t = lock(&self.table);
+        if t.flows.contains_key(primary_id) {
+            return;
+        }
+        if t.flows.len() >= self.fr().max_flows {
+            self.counters.untracked.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        self.counters.tracked.fetch_add(1, Ordering::Relaxed);
+        let mut tr = Tracked {
+            p: Flow {
+                id: Some(primary_id.to_owned()),
+                submit: Some(status),
+                ..Flow::default()
+            },
+            c: Flow::default(),
+            method: method.to_owned(),
+            route: route.to_owned(),
+            created: now,
+            last: now,
+            polled: None,
+            polling: false,
+        };
+        if let Some(evs) = t.orphans.remove(&(true, primary_id.to_owned())) {
+            for (_, e, d) in evs {
+                tr.p.apply_event(&e, &d);
+            }
+        }
+        t.flows.insert(primary_id.to_owned(), tr);
+    }
+
+    /// The candidate's answer to a submit (`None`: no answer).
+    pub(crate) fn submitted(&self, primary_id: &str, candidate: Option<(u16, Option<String>)>) {
+        match &candidate {
+            Some((_, Some(cid))) => self.ids.learn(ORDER, primary_id, cid),
+            _ => self.ids.fail(ORDER, primary_id),
+        }
+        let mut t = lock(&self.table);
+        let orphans = match &candidate {
+            Some((_, Some(cid))) => t.orphans.remove(&(false, cid.clone())),
+            _ => None,
+        };
+        // A candidate submit that failed or did not answer is the exchange comparison's
+        // finding (status, timeout): the flow is not compared too, only counted.
+        if !matches!(&candidate, Some((s, Some(_))) if (200..300).contains(s)) {
+            if t.flows.remove(primary_id).is_some() {
+                self.counters.submit_failed.fetch_add(1, Ordering::Relaxed);
+            }
+            return;
+        }
+        if let Some(tr) = t.flows.get_mut(primary_id) {
+            tr.last = Instant::now();
+            if let Some((status, cid)) = candidate {
+                tr.c.submit = Some(status);
+                tr.c.id = cid;
+            }
+            for (_, e, d) in orphans.into_iter().flatten() {
+                tr.c.apply_event(&e, &d);
+            }
+        }
+    }
+
+    /// A cancel's answers.
+    pub(crate) fn cancelled(&self, primary_id: &str, p: u16, c: Option<u16>) {
+        let mut t = lock(&self.table);
+        if let Some(tr) = t.flows.get_mut(primary_id) {
+            tr.last = Instant::now();
+            tr.p.cancel = Some(p);
+            tr.c.cancel = c;
+        }
+    }
+
+    /// A state answer of either side (bodies as received).
+    pub(crate) fn state(&self, primary_id: &str, p: Option<&[u8]>, c: Option<&[u8]>) {
+        let fr = self.fr();
+        let ps = p.and_then(|b| parse_state(&fr.primary, b));
+        let cs = c.and_then(|b| parse_state(&fr.candidate, b));
+        let mut t = lock(&self.table);
+        if let Some(tr) = t.flows.get_mut(primary_id) {
+            if ps.is_some() {
+                tr.p.state = ps;
+            }
+            if cs.is_some() {
+                tr.c.state = cs;
+            }
+        }
+    }
+
+    /// One order event of one side's stream (see the module docs).
+    // Called by the event-stream comparison when it watches order events.
+    #[allow(dead_code)]
+    pub(crate) fn on_order_event(&self, side: Side, event: &str, data: &Value) {
+        let Some(id) = data.get("client_order_id").and_then(Value::as_str) else {
+            return;
+        };
+        let primary_id = match side {
+            Side::Primary => Some(id.to_owned()),
+            Side::Candidate => self.ids.primary_of(ORDER, id),
+        };
+        let now = Instant::now();
+        let mut t = lock(&self.table);
+        if let Some(pid) = &primary_id
+            && let Some(tr) = t.flows.get_mut(pid)
+        {
+            let f = match side {
+                Side::Primary => &mut tr.p,
+                Side::Candidate => &mut tr.c,
+            };
+            if f.apply_event(event, data) {
+                tr.last = now;
+            }
+            return;
+        }
+        // Not known yet: hold it for a while.
+        if t.orphans.len() >= MAX_ORPHANS {
+            t.orphans.retain(|_, v| {
+                v.iter()
+                    .any(|(at, _, _)| now.duration_since(*at) < ORPHAN_TTL)
+            });
+            if t.orphans.len() >= MAX_ORPHANS {
+                return;
+            }
+        }
+        t.orphans
+            .entry((side == Side::Primary, id.to_owned()))
+            .or_default()
+            .push((now, event.to_owned(), data.clone()));
+    }
+
+    /// Flows tracked and not compared yet.
+    pub(crate) fn open(&self) -> usize {
+        lock(&self.table).flows.len()
+    }
+
+    /// One sweep: polls quiet flows, compares finished ones. `all`: compare everything now
+    /// (shutdown).
+    pub(crate) fn sweep(self: &Arc<Self>, all: bool) {
+        let fr = self.fr();
+        let quiet = Duration::from_millis(fr.quiet_ms);
+        let timeout = Duration::from_millis(fr.timeout_ms);
+        let poll = fr.primary.poll.is_some() && fr.candidate.poll.is_some();
+        let now = Instant::now();
+        let mut done = Vec::new();
+        let mut to_poll = Vec::new();
+        {
+            let mut t = lock(&self.table);
+            for (id, tr) in &mut t.flows {
+                let finals = (tr.p.is_final(fr), tr.c.is_final(fr));
+                let quiet_now = now.duration_since(tr.last) >= quiet;
+                let expired = now.duration_since(tr.created) >= timeout;
+                if all || expired || (finals == (true, true) && quiet_now) {
+                    done.push(id.clone());
+                } else if poll
+                    && quiet_now
+                    && !tr.polling
+                    && tr.polled.is_none_or(|at| now.duration_since(at) >= quiet)
+                {
+                    tr.polling = true;
+                    tr.polled = Some(now);
+                    to_poll.push((id.clone(), tr.c.id.clone(), finals));
+                }
+            }
+            if !all {
+                t.orphans.retain(|_, v| {
+                    v.iter()
+                        .any(|(at, _, _)| now.duration_since(*at) < ORPHAN_TTL)
+                });
+            }
+        }
+        for (pid, cid, finals) in to_poll {
+            let this = Arc::clone(self);
+            tokio::spawn(async move { this.poll(pid, cid, finals).await });
+        }
+        let mut out = Vec::new();
+        for id in done {
+            let tr = lock(&self.table).flows.remove(&id);
+            if let Some(tr) = tr {
+                let timed = (!tr.p.is_final(fr), !tr.c.is_final(fr));
+                compare_flows(fr, &tr.p, &tr.c, timed, &mut out);
+                self.report(&id, &tr, &out);
+            }
+        }
+    }
+
+    async fn poll(self: Arc<Self>, pid: String, cid: Option<String>, finals: (bool, bool)) {
+        let Ok(_permit) = Arc::clone(&self.polls).acquire_owned().await else {
+            return;
+        };
+        let (ps, cs) = tokio::join!(
+            self.fetch_state(true, (!finals.0).then(|| pid.clone())),
+            self.fetch_state(false, cid.filter(|_| !finals.1))
+        );
+        let mut t = lock(&self.table);
+        if let Some(tr) = t.flows.get_mut(&pid) {
+            tr.polling = false;
+            if ps.is_some() {
+                tr.p.state = ps;
+            }
+            if cs.is_some() {
+                tr.c.state = cs;
+            }
+        }
+    }
+
+    /// Polls one side's order state for its own `id`.
+    async fn fetch_state(&self, primary: bool, id: Option<String>) -> Option<OrderState> {
+        let fr = self.fr();
+        let (side, u, pool) = if primary {
+            (&fr.primary, &self.primary, &self.primary_pool)
+        } else {
+            (&fr.candidate, &self.candidate, &self.candidate_pool)
+        };
+        let req = build_get(u, &side.poll_path(&id?)?)?;
+        self.counters.polls[usize::from(!primary)].fetch_add(1, Ordering::Relaxed);
+        match tokio::time::timeout(self.poll_timeout, pool.exchange(req, POLL_LIMIT)).await {
+            Ok(Ok((parts, body))) if parts.status.is_success() => parse_state(side, &body),
+            _ => None,
+        }
+    }
+
+    fn report(&self, pid: &str, tr: &Tracked, diffs: &[FlowDifference]) {
+        self.counters.compared.fetch_add(1, Ordering::Relaxed);
+        if diffs.is_empty() {
+            self.counters.matched.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        self.counters.differing.fetch_add(1, Ordering::Relaxed);
+        let cid = tr.c.id.as_deref().unwrap_or("(none)");
+        for d in diffs {
+            let steps = d.step_names();
+            {
+                let mut g = lock(&self.groups);
+                g.entry((d.kind, steps.clone()))
+                    .or_insert_with(|| FlowGroup {
+                        kind: d.kind.as_str().to_owned(),
+                        steps: steps.clone(),
+                        count: 0,
+                        example: pid.to_owned(),
+                    })
+                    .count += 1;
+                *lock(&self.by_kind).entry(d.kind.as_str()).or_default() += 1;
+            }
+            let pick = |f: fn(&shadowgate_diff::flow::StepDiff) -> &Value| -> Value {
+                Value::Object(
+                    d.steps
+                        .iter()
+                        .map(|s| (s.step.clone(), f(s).clone()))
+                        .collect(),
+                )
+            };
+            let detail = d
+                .steps
+                .iter()
+                .map(|s| format!("{} ({} vs {})", s.step, s.primary, s.candidate))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let line = Discrepancy {
+                ts: SystemTime::now(),
+                method: tr.method.clone(),
+                route: tr.route.clone(),
+                flow_id: Some(pid.to_owned()),
+                kind: rec_kind(d.kind),
+                path: format!("/{}", d.steps.first().map_or("", |s| s.step.as_str())),
+                primary: pick(|s| &s.primary),
+                candidate: pick(|s| &s.candidate),
+                signature: signature(d.kind, &steps),
+                class: RecClass::Regression,
+                label: None,
+                detail: Some(format!(
+                    "order {pid} on the primary, {cid} on the candidate; differing steps: {detail}"
+                )),
+            };
+            self.lines.fetch_add(1, Ordering::Relaxed);
+            let _ = self.writer.write(&line);
+        }
+    }
+
+    /// Rewrites the ids a request carries to the candidate's. `Err` when one cannot be
+    /// mapped (reported; the copy is not sent).
+    pub(crate) async fn rewrite(
+        &self,
+        rule: &shadowgate_diff::RouteRule,
+        req: &crate::shadow::ShadowRequest,
+        wait: Duration,
+        route: &str,
+    ) -> Result<Option<crate::shadow::ShadowRequest>, ()> {
+        let mut path = req.path.clone();
+        let mut body: Option<Value> = None;
+        let mut changed = false;
+        for idr in rule.ids() {
+            for loc in &idr.request {
+                let Some(pid) = request_id(rule, loc, &path, &req.body, &mut body) else {
+                    continue;
+                };
+                let cid = match self.ids.resolve(&idr.kind, &pid, wait).await {
+                    Resolved::Mapped(c) => c,
+                    // Counted by the map; the answers are compared as they are.
+                    Resolved::Unmapped if idr.send_unmapped => continue,
+                    other => {
+                        self.unmapped(req.method.as_str(), route, &idr.kind, &pid, &other);
+                        return Err(());
+                    }
+                };
+                if cid == pid {
+                    continue;
+                }
+                changed = true;
+                match loc {
+                    IdLocation::Body(f) => {
+                        if let Some(slot) = body.as_mut().and_then(|v| field_mut(v, f)) {
+                            *slot = Value::String(cid);
+                        }
+                    }
+                    IdLocation::Query(q) => path = replace_query(&path, q, &cid),
+                    IdLocation::Capture(_) => path = replace_segment(&path, &pid, &cid),
+                }
+            }
+        }
+        if !changed {
+            return Ok(None);
+        }
+        let mut out = crate::shadow::ShadowRequest {
+            method: req.method.clone(),
+            path,
+            headers: req.headers.clone(),
+            client_host: req.client_host.clone(),
+            body: req.body.clone(),
+            marked: req.marked,
+        };
+        if let Some(v) = body
+            && let Ok(b) = serde_json::to_vec(&v)
+        {
+            out.body = Bytes::from(b);
+            out.headers.remove(header::CONTENT_LENGTH);
+        }
+        Ok(Some(out))
+    }
+
+    fn unmapped(&self, method: &str, route: &str, kind: &str, pid: &str, r: &Resolved) {
+        let (dk, class, why) = match r {
+            Resolved::TimedOut => (
+                DiscrepancyKind::Timeout,
+                RecClass::Regression,
+                "the candidate did not answer its submit in time",
+            ),
+            _ => (
+                DiscrepancyKind::NotCompared,
+                RecClass::Ignored,
+                "no candidate id is known for it (not placed through the mirror, its candidate submit failed, or expired)",
+            ),
+        };
+        match class {
+            RecClass::Regression => self.lines.fetch_add(1, Ordering::Relaxed),
+            _ => self.ignored_lines.fetch_add(1, Ordering::Relaxed),
+        };
+        let line = Discrepancy {
+            ts: SystemTime::now(),
+            method: method.to_owned(),
+            route: route.to_owned(),
+            flow_id: Some(pid.to_owned()),
+            kind: dk,
+            path: String::new(),
+            primary: Value::String(pid.to_owned()),
+            candidate: Value::Null,
+            signature: signature_text(&format!("unmapped {kind} {method} {route} {}", dk.as_str())),
+            class,
+            label: None,
+            detail: Some(format!("{kind} id {pid}: not sent to the candidate, {why}")),
+        };
+        let _ = self.writer.write(&line);
+    }
+
+    /// The flow and id-map counters.
+    pub(crate) fn summary(&self) -> FlowSummary {
+        let c = &self.counters;
+        let mut groups: Vec<FlowGroup> = lock(&self.groups).values().cloned().collect();
+        groups.sort_by(|a, b| b.count.cmp(&a.count).then(a.kind.cmp(&b.kind)));
+        let ic = &self.ids.counters;
+        FlowSummary {
+            tracked: c.tracked.load(Ordering::Relaxed),
+            compared: c.compared.load(Ordering::Relaxed),
+            matched: c.matched.load(Ordering::Relaxed),
+            differing: c.differing.load(Ordering::Relaxed),
+            untracked: c.untracked.load(Ordering::Relaxed),
+            submit_failed: c.submit_failed.load(Ordering::Relaxed),
+            open: self.open() as u64,
+            primary_polls: c.polls[0].load(Ordering::Relaxed),
+            candidate_polls: c.polls[1].load(Ordering::Relaxed),
+            by_kind: lock(&self.by_kind)
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), *v))
+                .collect(),
+            groups,
+            ids: IdSummary {
+                learned: ic.learned.load(Ordering::Relaxed),
+                rewritten: ic.rewritten.load(Ordering::Relaxed),
+                unmapped: ic.unmapped.load(Ordering::Relaxed),
+                timed_out: ic.timed_out.load(Ordering::Relaxed),
+                expired: ic.expired.load(Ordering::Relaxed),
+                evicted: ic.evicted.load(Ordering::Relaxed),
+                entries: self.ids.len() as u64,
+            },
+        }
+    }
+}
+
+/// Feeds a mirrored exchange of a flow route to the tracker (`candidate`: its answer, if
+/// any) and learns the other ids the answers carry.
+pub(crate) fn observe(
+    f: &Flows,
+    r: &shadowgate_diff::RouteRule,
+    req: &crate::shadow::ShadowRequest,
+    p: &crate::shadow::Captured,
+    c: Option<&crate::shadow::Captured>,
+) {
+    use shadowgate_diff::flow::FlowStep;
+    let ok = |x: &crate::shadow::Captured| x.status.is_success();
+    match r.flow_step() {
+        Some(FlowStep::Submit) => {
+            if ok(p)
+                && let Some(pid) = answer_id(r, &p.body, true)
+            {
+                let cand = c.map(|c| {
+                    let cid = if ok(c) {
+                        answer_id(r, &c.body, false)
+                    } else {
+                        None
+                    };
+                    (c.status.as_u16(), cid)
+                });
+                f.submitted(&pid, cand);
+            }
+        }
+        Some(FlowStep::Cancel) => {
+            if let Some(pid) = request_order_id(r, &req.path, &req.body) {
+                f.cancelled(&pid, p.status.as_u16(), c.map(|c| c.status.as_u16()));
+            }
+        }
+        Some(FlowStep::State) => {
+            if let Some(pid) = request_order_id(r, &req.path, &req.body) {
+                f.state(
+                    &pid,
+                    ok(p).then_some(&p.body[..]),
+                    c.filter(|c| ok(c)).map(|c| &c.body[..]),
+                );
+            }
+        }
+        None => {}
+    }
+    if let Some(c) = c
+        && ok(p)
+        && ok(c)
+    {
+        learn_other_ids(&f.ids, r, &p.body, &c.body);
+    }
+}
+
+/// The flow tracker and id map for a run, when the rules use them.
+pub(crate) fn build(
+    config: &crate::config::MirrorConfig,
+    metrics: &crate::stats::Metrics,
+    writer: DiscrepancyWriter,
+) -> Result<Option<Arc<Flows>>, crate::error::MirrorError> {
+    let rules = &config.rules;
+    let uses_ids = rules.routes().iter().any(|r| !r.ids().is_empty());
+    if !uses_ids && !rules.flows().enabled {
+        return Ok(None);
+    }
+    let ids = Correlator::new(config.ids.ttl, config.ids.max.get(), Some(&config.out)).map_err(
+        |source| crate::error::MirrorError::IdsFile {
+            path: config.out.join(crate::correlate::IDS_FILE),
+            source,
+        },
+    )?;
+    Ok(Some(Arc::new(Flows::new(FlowSetup {
+        rules: Arc::clone(rules),
+        ids: Arc::new(ids),
+        writer,
+        primary: config.primary.clone(),
+        candidate: config.candidate.clone(),
+        connect_timeout: config.connect_timeout,
+        poll_timeout: config.shadow.timeout,
+        opened: (
+            metrics.connections("primary"),
+            metrics.connections("candidate"),
+        ),
+    }))))
+}
+
+impl Flows {
+    /// At shutdown: lets open flows finish (polling as usual) for up to their timeout (at
+    /// most 5 s), then compares whatever is left as it is.
+    pub(crate) async fn drain(self: &Arc<Self>) {
+        let limit = Duration::from_millis(self.fr().timeout_ms).min(Duration::from_secs(5));
+        let deadline = Instant::now() + limit;
+        // Bounded by the deadline.
+        while self.open() > 0 && Instant::now() < deadline {
+            self.sweep(false);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.sweep(true);
+        self.ids.flush();
+        let _ = self.writer.flush();
+    }
+}
+
+/// Runs [`Flows::sweep`] until `stop` says so.
+pub(crate) async fn sweeper(flows: Arc<Flows>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let quiet = flows.fr().quiet_ms;
+    let every = Duration::from_millis((quiet / 4).clamp(10, 100));
+    let mut ticks = 0u32;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        flows.sweep(false);
+        ticks = ticks.wrapping_add(1);
+        if ticks.is_multiple_of(10) {
+            flows.ids.flush();
+        }
+    }
+}
+
+fn parse_state(side: &FlowSide, body: &[u8]) -> Option<OrderState> {
+    let v: Value = serde_json::from_slice(body).ok()?;
+    OrderState::from_json(side.state_of(&v)?)
+}
+
+fn build_get(u: &Upstream, path: &str) -> Option<Request<Full<Bytes>>> {
+    let uri = Uri::builder()
+        .scheme("http")
+        .authority(u.authority.clone())
+        .path_and_query(path)
+        .build()
+        .ok()?;
+    let mut req = Request::new(Full::new(Bytes::new()));
+    *req.method_mut() = Method::GET;
+    *req.uri_mut() = uri;
+    let mut h = HeaderMap::new();
+    h.insert(header::HOST, u.host_header.clone());
+    *req.headers_mut() = h;
+    Some(req)
+}
+
+/// The id of a flow from the primary's answer to a submit (its `ids` rule of kind order).
+pub(crate) fn answer_id(
+    rule: &shadowgate_diff::RouteRule,
+    body: &[u8],
+    primary: bool,
+) -> Option<String> {
+    let idr = rule.ids().iter().find(|r| r.kind == ORDER)?;
+    let ptr = if primary {
+        idr.primary.as_deref()?
+    } else {
+        idr.candidate.as_deref()?
+    };
+    let v: Value = serde_json::from_slice(body).ok()?;
+    id_text(v.pointer(ptr)?)
+}
+
+/// Pairs of other kinds (venue ids, ...) the answers carry: learned into the map.
+pub(crate) fn learn_other_ids(
+    ids: &Correlator,
+    rule: &shadowgate_diff::RouteRule,
+    p: &[u8],
+    c: &[u8],
+) {
+    let mut parsed: Option<(Value, Value)> = None;
+    for idr in rule.ids() {
+        let (Some(pp), Some(cp)) = (&idr.primary, &idr.candidate) else {
+            continue;
+        };
+        if idr.kind == ORDER && rule.flow_step() == Some(shadowgate_diff::flow::FlowStep::Submit) {
+            continue;
+        }
+        if parsed.is_none() {
+            let (Ok(a), Ok(b)) = (serde_json::from_slice(p), serde_json::from_slice(c)) else {
+                return;
+            };
+            parsed = Some((a, b));
+        }
+        if let Some((a, b)) = &parsed
+            && let (Some(x), Some(y)) = (
+                a.pointer(pp).and_then(id_text),
+                b.pointer(cp).and_then(id_text),
+            )
+        {
+            ids.learn(&idr.kind, &x, &y);
+        }
+    }
+}
+
+/// The primary id a follow-up request carries for its flow (`ids` kind order).
+pub(crate) fn request_order_id(
+    rule: &shadowgate_diff::RouteRule,
+    path: &str,
+    body: &[u8],
+) -> Option<String> {
+    let idr = rule.ids().iter().find(|r| r.kind == ORDER)?;
+    let mut parsed = None;
+    idr.request
+        .iter()
+        .find_map(|loc| request_id(rule, loc, path, body, &mut parsed))
+}
+
+fn id_text(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) if !s.is_empty() => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+fn field_mut<'v>(v: &'v mut Value, f: &str) -> Option<&'v mut Value> {
+    if f.starts_with('/') {
+        v.pointer_mut(f)
+    } else {
+        v.get_mut(f)
+    }
+}
+
+fn request_id(
+    rule: &shadowgate_diff::RouteRule,
+    loc: &IdLocation,
+    path: &str,
+    body: &[u8],
+    parsed: &mut Option<Value>,
+) -> Option<String> {
+    match loc {
+        IdLocation::Body(f) => {
+            if parsed.is_none() {
+                *parsed = serde_json::from_slice(body).ok();
+            }
+            let v = parsed.as_mut()?;
+            id_text(field_mut(v, f)?)
+        }
+        IdLocation::Query(q) => {
+            let query = path.split_once('?')?.1;
+            query.split('&').find_map(|pair| {
+                let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+                (k == q && !v.is_empty()).then(|| percent_decode(v))
+            })
+        }
+        IdLocation::Capture(c) => rule
+            .template()
+            .captures(path.split('?').next().unwrap_or(path))?
+            .into_iter()
+            .find(|(n, _)| n == c)
+            .map(|(_, v)| v.to_string()),
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    let hex = |c: u8| {
+        char::from(c)
+            .to_digit(16)
+            .and_then(|d| u8::try_from(d).ok())
+    };
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    // Bounded: every turn advances i.
+    while i < b.len() {
+        match b[i] {
+            b'%' if i + 2 < b.len() => {
+                if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
+                    out.push(h * 16 + l);
+                    i += 3;
+                    continue;
+                }
+                out.push(b'%');
+            }
+            b'+' => out.push(b' '),
+            x => out.push(x),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn replace_query(path: &str, name: &str, value: &str) -> String {
+    let Some((p, q)) = path.split_once('?') else {
+        return path.to_owned();
+    };
+    let parts: Vec<String> = q
+        .split('&')
+        .map(|pair| {
+            let k = pair.split_once('=').map_or(pair, |(k, _)| k);
+            if k == name {
+                format!("{k}={}", encode(value))
+            } else {
+                pair.to_owned()
+            }
+        })
+        .collect();
+    format!("{p}?{}", parts.join("&"))
+}
+
+fn replace_segment(path: &str, from: &str, to: &str) -> String {
+    let (p, q) = match path.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (path, None),
+    };
+    let enc_from = encode(from);
+    let segs: Vec<String> = p
+        .split('/')
+        .map(|s| {
+            if s == from || s == enc_from {
+                encode(to)
+            } else {
+                s.to_owned()
+            }
+        })
+        .collect();
+    let mut out = segs.join("/");
+    if let Some(q) = q {
+        out.push('?');
+        out.push_str(q);
+    }
+    out
+}
+
+fn rec_kind(k: FlowKind) -> DiscrepancyKind {
+    match k {
+        FlowKind::MissingOnCandidate => DiscrepancyKind::MissingOnCandidate,
+        FlowKind::ExtraOnCandidate => DiscrepancyKind::ExtraOnCandidate,
+        FlowKind::StateMismatch => DiscrepancyKind::StateMismatch,
+        FlowKind::FillMismatch => DiscrepancyKind::FillMismatch,
+        FlowKind::SequenceMismatch => DiscrepancyKind::SequenceMismatch,
+        FlowKind::Timeout => DiscrepancyKind::Timeout,
+    }
+}
+
+fn signature(kind: FlowKind, steps: &str) -> String {
+    signature_text(&format!("flow {} {steps}", kind.as_str()))
+}
+
+/// 16 hex digits of FNV-1a: groups alike lines.
+fn signature_text(s: &str) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in s.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_and_path_rewrites() {
+        assert_eq!(
+            replace_query(
+                "/api/order_state?x=1&client_order_id=web-1",
+                "client_order_id",
+                "veloz_1 2"
+            ),
+            "/api/order_state?x=1&client_order_id=veloz_1%202"
+        );
+        assert_eq!(
+            replace_segment("/api/orders/web-1?v=1", "web-1", "veloz_9"),
+            "/api/orders/veloz_9?v=1"
+        );
+        assert_eq!(percent_decode("a%20b+c%2"), "a b c%2");
+    }
+
+    #[test]
+    fn signatures_group_by_kind_and_steps() {
+        assert_eq!(
+            signature(FlowKind::StateMismatch, "ack,final"),
+            signature(FlowKind::StateMismatch, "ack,final")
+        );
+        assert_ne!(
+            signature(FlowKind::StateMismatch, "ack"),
+            signature(FlowKind::FillMismatch, "ack")
+        );
+        assert_eq!(signature_text("x").len(), 16);
+    }
+}

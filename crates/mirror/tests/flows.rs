@@ -1,0 +1,323 @@
+//! Order flows through the mirror: id correlation (follow-ups rewritten to the candidate's
+//! ids, after the candidate's answer to the submit) and whole-flow comparison, against
+//! simulators with injected order-flow divergence.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use http::Method;
+use shadowgate_mirror::{IdPair, Mirror, Summary};
+use shadowgate_sim::{SimServer, StatsSnapshot};
+
+use crate::util::{HttpClient, client, mirror, request, sim, url};
+
+/// Flow rules for two gateways speaking the python API.
+const PY_FLOW_RULES: &str = r#"
+[flows]
+quiet_ms = 400
+timeout_ms = 8000
+
+[flows.primary]
+poll = "/api/order_state?client_order_id={id}"
+
+[flows.candidate]
+poll = "/api/order_state?client_order_id={id}"
+
+[[routes]]
+template = "/api/order"
+methods = ["POST"]
+write_policy = "mirror"
+flow = "submit"
+ids = { primary = "/client_order_id", candidate = "/client_order_id" }
+
+[[routes]]
+template = "/api/cancel"
+methods = ["POST"]
+write_policy = "mirror"
+flow = "cancel"
+ids = { request = ["body:client_order_id"] }
+"#;
+
+/// A python simulator whose engine quotes a constant price (one tick per hour), so two
+/// engines fill at the same price unless divergence moves it.
+fn py_sim(extra: &str) -> String {
+    format!(
+        "profile = \"python\"\nseed = 5\ndeterministic = true\n[engine]\ntick = \"1h\"\nfill_delay = \"1s\"\n{extra}"
+    )
+}
+
+/// Places `n` orders through the mirror (ids `{prefix}{i}`), cancelling every `cancel_every`th
+/// right after its answer, with `conc` clients at once.
+async fn drive(
+    c: &HttpClient,
+    base: &str,
+    prefix: &str,
+    n: usize,
+    cancel_every: usize,
+    conc: usize,
+) -> usize {
+    let mut tasks = Vec::new();
+    for w in 0..conc {
+        let c = c.clone();
+        let base = base.to_owned();
+        let prefix = prefix.to_owned();
+        tasks.push(tokio::spawn(async move {
+            let mut cancels = 0;
+            for i in (w..n).step_by(conc) {
+                let id = format!("{prefix}{i}");
+                let body = format!(
+                    r#"{{"side":"BUY","symbol":"BTCUSDT","qty":0.001,"price":42000,"client_order_id":"{id}"}}"#
+                );
+                let r = request(&c, Method::POST, &format!("{base}/api/order"), &[("content-type", "application/json")], &body).await;
+                assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+                if cancel_every > 0 && i % cancel_every == 0 {
+                    let body = format!(r#"{{"client_order_id":"{id}"}}"#);
+                    let r = request(&c, Method::POST, &format!("{base}/api/cancel"), &[("content-type", "application/json")], &body).await;
+                    assert_eq!(r.status, 200);
+                    cancels += 1;
+                }
+            }
+            cancels
+        }));
+    }
+    let mut cancels = 0;
+    for t in tasks {
+        cancels += t.await.unwrap();
+    }
+    cancels
+}
+
+/// Waits (bounded) until every tracked flow has been compared, then stops the mirror.
+async fn finish(m: Mirror, expect_flows: u64) -> Summary {
+    for _ in 0..600 {
+        let s = m.summary();
+        let f = s.flows.as_ref().unwrap();
+        if f.compared >= expect_flows && f.open == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    m.shutdown().await.unwrap()
+}
+
+async fn sim_stats(c: &HttpClient, s: &SimServer) -> StatsSnapshot {
+    let r = crate::util::get(c, &format!("{}/__sim/stats", url(s.local_addr()))).await;
+    serde_json::from_slice(&r.body).unwrap()
+}
+
+fn lines(dir: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(dir.join("discrepancies.ndjson"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn flow_kinds(s: &Summary) -> BTreeMap<String, u64> {
+    s.flows.as_ref().unwrap().by_kind.clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seeded_divergence_is_found_with_the_injected_counts() {
+    let primary = sim(&py_sim("")).await;
+    let candidate = sim(&py_sim(
+        "[engine.divergence]\nreject_fraction = 0.02\nfill_price_fraction = 0.01\nfill_price_offset = 0.001\n",
+    ))
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let rules = shadowgate_mirror::parse_rules(PY_FLOW_RULES, "flows.toml").unwrap();
+    let m = mirror(
+        &url(primary.local_addr()),
+        &url(candidate.local_addr()),
+        &out,
+        rules,
+        |_| {},
+    )
+    .await;
+    let c = client();
+    let n = 1000;
+    let cancels = drive(&c, &url(m.local_addr()), "a-", n, 10, 16).await;
+    let s = finish(m, n as u64).await;
+    let f = s.flows.as_ref().unwrap();
+    let injected = sim_stats(&c, &candidate).await.divergence;
+    let kinds = flow_kinds(&s);
+    eprintln!(
+        "{n} orders, {cancels} cancels: flows {f:?}; injected rejected {}, fill price {}",
+        injected.rejected_orders, injected.fill_price_changed
+    );
+    assert_eq!(f.tracked, n as u64);
+    assert_eq!(f.compared, n as u64);
+    assert!(
+        injected.rejected_orders > 0 && injected.fill_price_changed > 0,
+        "{injected:?}"
+    );
+    assert_eq!(
+        kinds.get("state-mismatch").copied().unwrap_or(0),
+        injected.rejected_orders
+    );
+    assert_eq!(
+        kinds.get("fill-mismatch").copied().unwrap_or(0),
+        injected.fill_price_changed
+    );
+    assert_eq!(kinds.len(), 2, "no other kind: {kinds:?}");
+    assert_eq!(f.ids.rewritten, cancels as u64);
+    assert_eq!(f.ids.unmapped + f.ids.timed_out, 0);
+    // Each line names the flow and both ids; the groups are per kind and steps.
+    let flow_lines: Vec<_> = lines(&out)
+        .into_iter()
+        .filter(|l| l["kind"] == "state-mismatch" || l["kind"] == "fill-mismatch")
+        .collect();
+    assert_eq!(
+        flow_lines.len() as u64,
+        injected.rejected_orders + injected.fill_price_changed
+    );
+    for l in &flow_lines {
+        let id = l["flow_id"].as_str().unwrap();
+        assert!(l["detail"].as_str().unwrap().contains(id), "{l}");
+        assert_eq!(l["class"], "regression");
+    }
+    let reject = flow_lines
+        .iter()
+        .find(|l| l["kind"] == "state-mismatch")
+        .unwrap();
+    assert_eq!(reject["candidate"]["final/status"], "REJECTED", "{reject}");
+    // The id map was written to the run directory.
+    let ids = std::fs::read_to_string(out.join(shadowgate_mirror::IDS_FILE)).unwrap();
+    let pairs: Vec<IdPair> = ids
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(pairs.len(), n);
+    primary.shutdown().await;
+    candidate.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identical_profiles_show_no_flow_discrepancy() {
+    let primary = sim(&py_sim("")).await;
+    let candidate = sim(&py_sim("")).await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let rules = shadowgate_mirror::parse_rules(PY_FLOW_RULES, "flows.toml").unwrap();
+    let m = mirror(
+        &url(primary.local_addr()),
+        &url(candidate.local_addr()),
+        &out,
+        rules,
+        |_| {},
+    )
+    .await;
+    let c = client();
+    let n = 600;
+    let cancels = drive(&c, &url(m.local_addr()), "b-", n, 3, 16).await;
+    let s = finish(m, n as u64).await;
+    let f = s.flows.as_ref().unwrap();
+    eprintln!("{n} orders, {cancels} cancels: {f:?}");
+    assert_eq!(f.compared, n as u64);
+    assert_eq!(f.matched, n as u64, "{:?}", f.groups);
+    assert!(flow_kinds(&s).is_empty());
+    assert_eq!(f.ids.rewritten, cancels as u64);
+    assert!(cancels >= 150);
+    assert!(
+        lines(&out).iter().all(|l| l["flow_id"].is_null()),
+        "no flow line"
+    );
+    primary.shutdown().await;
+    candidate.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_to_cpp_cancels_generated_ids_with_the_candidates_ids() {
+    let primary = sim("profile = \"python\"\nseed = 9\n[engine]\ntick = \"1h\"\n").await;
+    let candidate =
+        sim("profile = \"cpp\"\nseed = 9\n[engine]\ntick = \"1h\"\n[auth]\nenabled = false\n")
+            .await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let rules = shadowgate_mirror::load_rules(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scenarios/veloz.toml"),
+    )
+    .unwrap();
+    let m = mirror(
+        &url(primary.local_addr()),
+        &url(candidate.local_addr()),
+        &out,
+        rules,
+        |_| {},
+    )
+    .await;
+    let c = client();
+    let base = url(m.local_addr());
+    let n = 30;
+    let mut generated = Vec::new();
+    for i in 0..n {
+        // No client id: each gateway generates its own (python's is per millisecond).
+        tokio::time::sleep(Duration::from_millis(3)).await;
+        let r = request(
+            &c,
+            Method::POST,
+            &format!("{base}/api/order"),
+            &[("content-type", "application/json")],
+            r#"{"side":"BUY","symbol":"BTCUSDT","qty":0.001,"price":42000}"#,
+        )
+        .await;
+        assert_eq!(r.status, 200);
+        let id = r.json()["client_order_id"].as_str().unwrap().to_owned();
+        if i % 2 == 0 {
+            let r = request(
+                &c,
+                Method::POST,
+                &format!("{base}/api/cancel"),
+                &[("content-type", "application/json")],
+                &format!(r#"{{"client_order_id":"{id}","symbol":"BTCUSDT"}}"#),
+            )
+            .await;
+            assert_eq!(r.status, 200);
+            generated.push(id);
+        }
+    }
+    let s = finish(m, n).await;
+    let f = s.flows.as_ref().unwrap();
+    eprintln!("flows {f:?}");
+    assert_eq!(f.compared, n);
+    assert!(
+        flow_kinds(&s).is_empty(),
+        "no flow regression: {:?}",
+        f.groups
+    );
+    assert_eq!(f.ids.rewritten, generated.len() as u64);
+    // The candidate cancelled its own orders: look them up there by the candidate's ids.
+    let pairs: Vec<IdPair> = std::fs::read_to_string(out.join(shadowgate_mirror::IDS_FILE))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let cand = url(candidate.local_addr());
+    for id in &generated {
+        let pair = pairs
+            .iter()
+            .find(|p| p.kind == "order" && &p.primary == id)
+            .unwrap();
+        assert!(pair.candidate.starts_with("veloz_"), "{pair:?}");
+        let r = crate::util::get(&c, &format!("{cand}/api/orders/{}", pair.candidate)).await;
+        assert_eq!(r.json()["data"]["status"], "CANCELLED", "{pair:?}");
+    }
+    assert_eq!(
+        candidate.stats().requests_on("POST /api/cancel"),
+        generated.len() as u64
+    );
+    // The known answer differences are reported as groups, each signature once.
+    let groups = &s.groups;
+    let mut sigs: Vec<&str> = groups.iter().map(|g| g.signature.as_str()).collect();
+    sigs.sort_unstable();
+    sigs.dedup();
+    assert_eq!(sigs.len(), groups.len());
+    assert!(
+        groups.iter().any(|g| g.route == "/api/cancel"),
+        "{groups:?}"
+    );
+    primary.shutdown().await;
+    candidate.shutdown().await;
+}
