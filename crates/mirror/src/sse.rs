@@ -633,10 +633,11 @@ impl Hub {
                         }
                         st.cand.max_id = Some(id);
                     }
+                    // The sink gets the candidate's own ids (it maps them itself).
+                    emit_order_event(&*self.setup.orders, &st.matcher, Side::Candidate, &frame);
                     map_ids(&*self.setup.ids, &mut frame);
                     let reportable = st.primary_since.is_some_and(|p| at >= p + settle)
                         && st.cand.up_since.is_some_and(|u| at >= u + settle);
-                    emit_order_event(&*self.setup.orders, &st.matcher, Side::Candidate, &frame);
                     st.matcher
                         .push(Side::Candidate, t, &frame, reportable, &mut self.findings);
                 }
