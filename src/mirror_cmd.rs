@@ -111,6 +111,14 @@ pub struct MirrorArgs {
     #[arg(long, default_value_t = defaults::WORKERS, value_name = "N")]
     pub workers: usize,
 
+    /// How long a learned id pair (primary ↔ candidate order id) is kept.
+    #[arg(long, default_value = "10m", value_name = "D", value_parser = humantime::parse_duration)]
+    pub id_ttl: Duration,
+
+    /// Most id pairs kept at once (the oldest go first; both are counted).
+    #[arg(long, default_value_t = defaults::ID_MAX, value_name = "N")]
+    pub id_max: usize,
+
     /// How long a stop lets open requests finish.
     #[arg(long, default_value = "5s", value_name = "D", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,
@@ -197,6 +205,8 @@ pub async fn run(args: MirrorArgs) -> anyhow::Result<ExitCode> {
         preserve_host: args.preserve_host,
         shutdown_grace: args.shutdown_grace,
         workers: args.workers,
+        id_ttl: args.id_ttl,
+        id_max: args.id_max,
         capture: args.capture,
         capture_secrets: args.capture_secrets,
         tool_version: env!("CARGO_PKG_VERSION").to_owned(),

@@ -84,11 +84,14 @@ struct Tracked {
     polling: bool,
 }
 
+/// Events held for an id not known yet: (when, event name, data).
+type Held = Vec<(Instant, String, Value)>;
+
 #[derive(Debug, Default)]
 struct Table {
     flows: HashMap<String, Tracked>,
     /// (side, id) → events not yet attached, with when they came.
-    orphans: HashMap<(bool, String), Vec<(Instant, String, Value)>>,
+    orphans: HashMap<(bool, String), Held>,
 }
 
 /// A group of alike flow differences for `/summary`.
