@@ -366,6 +366,34 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn drops_can_be_limited_to_some_event_kinds() {
+        use futures_util::StreamExt;
+        let history: Vec<Arc<Event>> = (1..=20)
+            .map(|i| {
+                if i % 2 == 0 {
+                    ev(
+                        i,
+                        EventKind::Fill,
+                        json!({"type":"fill","client_order_id":"a"}),
+                    )
+                } else {
+                    ev(i, EventKind::Error, json!({"type":"error","message":"x"}))
+                }
+            })
+            .collect();
+        let (mut setup, _tx) = setup(Style::Python, history);
+        setup.drop_fraction = 1.0;
+        setup.drop_kinds = vec!["fill".into()];
+        let stats = Arc::clone(&setup.stats);
+        let mut s = Box::pin(event_stream(setup));
+        let replay = String::from_utf8(s.next().await.unwrap().to_vec()).unwrap();
+        assert_eq!(replay.matches("event: error").count(), 10);
+        assert_eq!(replay.matches("event: fill").count(), 0);
+        let snap = stats.snapshot(Default::default());
+        assert_eq!(snap.divergence.dropped_sse_events, 10);
+    }
+
+    #[tokio::test]
     async fn dropped_events_are_counted() {
         use futures_util::StreamExt;
         let history: Vec<Arc<Event>> = (1..=200)
