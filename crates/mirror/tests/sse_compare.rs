@@ -309,6 +309,11 @@ async fn dropped_fill_events_are_reported_missing_exactly() {
         missing.iter().all(|d| d.primary["type"] == "fill"),
         "{missing:?}"
     );
+    // The counts are in the manifest too.
+    let run = Run::open(&out).unwrap();
+    let streams = &run.manifest.extra["mirror"]["streams"][0];
+    assert_eq!(streams["counts"]["missing"], injected);
+    assert_eq!(streams["candidate_subscriptions"], 1);
     p.shutdown().await;
     c.shutdown().await;
 }
