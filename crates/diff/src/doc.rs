@@ -162,6 +162,7 @@ impl<'a> Doc<'a> {
             },
             stack_e: relifetime(std::mem::take(&mut arena.stack_e)),
             stack_i: relifetime(std::mem::take(&mut arena.stack_i)),
+            escaped_at: (0, 0),
         };
         p.ws();
         let root = p.value();
@@ -856,6 +857,10 @@ impl Mix {
 /// Nesting deeper than this is refused (serde_json's limit too), so recursion is bounded.
 const MAX_DEPTH: u32 = 128;
 
+/// What [`Parser::string_end`] returns for a string decoded into the side buffer (no input
+/// is this long).
+const ESCAPED: usize = usize::MAX;
+
 /// A strict RFC 8259 parser writing straight into the arena.
 ///
 /// Why our own parser rather than serde_json's through a visitor: serde_json validates UTF-8
@@ -873,6 +878,8 @@ struct Parser<'a> {
     stack_e: Vec<Entry<'a>>,
     /// Same for array items.
     stack_i: Vec<u32>,
+    /// Start and length in the side buffer of the last string that had escapes.
+    escaped_at: (u32, u32),
 }
 
 impl<'a> Parser<'a> {
@@ -1061,7 +1068,26 @@ impl<'a> Parser<'a> {
 
     /// A string starting at the opening quote. Without escapes it is borrowed from the input;
     /// with escapes it is decoded into the side buffer.
+    #[inline(always)]
     fn string(&mut self) -> Option<Str<'a>> {
+        let start = self.pos + 1;
+        let end = self.string_end()?;
+        if end == ESCAPED {
+            return Some(Str::Buf {
+                start: self.escaped_at.0,
+                len: self.escaped_at.1,
+            });
+        }
+        // Both ends are ASCII quotes, so they are char boundaries.
+        Some(Str::Ref(self.text.get(start..end).unwrap_or_default()))
+    }
+
+    /// Scans a string from its opening quote to after its closing one and returns where its
+    /// text ends ([`ESCAPED`]: decoded into the side buffer at `escaped_at`). Two machine
+    /// words come back in registers; a `Str` came back through memory and was read back
+    /// before the write had landed (a store-forwarding stall that cost more than the scan).
+    #[inline(always)]
+    fn string_end(&mut self) -> Option<usize> {
         let bytes = self.bytes();
         let start = self.pos + 1;
         let mut i = start + plain_run(&bytes[start.min(bytes.len())..]);
@@ -1069,14 +1095,20 @@ impl<'a> Parser<'a> {
             match *bytes.get(i)? {
                 b'"' => {
                     self.pos = i + 1;
-                    // Both ends are ASCII quotes, so they are char boundaries.
-                    return Some(Str::Ref(&self.text[start..i]));
+                    return Some(i);
                 }
-                b'\\' => break,
+                b'\\' => return self.escaped(start, i),
                 c if c < 0x20 => return None,
                 _ => i += 1,
             }
         }
+    }
+
+    /// The rest of a string from its first backslash at `i` (`start`: after the quote).
+    #[cold]
+    #[inline(never)]
+    fn escaped(&mut self, start: usize, mut i: usize) -> Option<usize> {
+        let bytes = self.bytes();
         let buf_start = u32::try_from(self.doc.buf.len()).ok()?;
         let mut chunk = start;
         loop {
@@ -1085,10 +1117,8 @@ impl<'a> Parser<'a> {
                     self.doc.buf.push_str(&self.text[chunk..i]);
                     self.pos = i + 1;
                     let len = u32::try_from(self.doc.buf.len()).ok()? - buf_start;
-                    return Some(Str::Buf {
-                        start: buf_start,
-                        len,
-                    });
+                    self.escaped_at = (buf_start, len);
+                    return Some(ESCAPED);
                 }
                 b'\\' => {
                     self.doc.buf.push_str(&self.text[chunk..i]);
@@ -1258,6 +1288,7 @@ const HIGH: u64 = 0x8080_8080_8080_8080;
 
 /// How many leading bytes of `bytes` need no attention inside a JSON string (not `"`, not a
 /// backslash, not a control character), looked at 8 bytes per step.
+#[inline(always)]
 fn plain_run(bytes: &[u8]) -> usize {
     let mut i = 0;
     while let Some(chunk) = bytes.get(i..).and_then(<[u8]>::first_chunk::<8>) {
