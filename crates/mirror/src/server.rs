@@ -180,8 +180,15 @@ pub async fn start(
             connect_timeout: config.connect_timeout,
             writer: run.discrepancies()?,
             recorder: recorder.clone(),
-            orders: Arc::new(crate::sse::NoOrderEvents),
-            ids: Arc::new(crate::sse::SameIds),
+            // Order events feed the flow comparison; candidate ids map through its id map.
+            orders: match &flows {
+                Some(f) => Arc::clone(f) as Arc<dyn crate::sse::OrderEventSink>,
+                None => Arc::new(crate::sse::NoOrderEvents),
+            },
+            ids: match &flows {
+                Some(f) => Arc::clone(&f.ids) as Arc<dyn crate::sse::CandidateIds>,
+                None => Arc::new(crate::sse::SameIds),
+            },
         })
         .map_err(MirrorError::Thread)?,
     );

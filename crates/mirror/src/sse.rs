@@ -42,7 +42,8 @@
 //!
 //! **Hooks.** [`OrderEventSink`] receives every order event of either side (for order-flow
 //! comparison); [`CandidateIds`] maps a candidate's `client_order_id` to the primary's before
-//! matching (for id correlation). Both default to doing nothing.
+//! matching (for id correlation). When the rules track order flows, the server wires them to
+//! the flow tracker and its id map; otherwise they do nothing.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -940,6 +941,24 @@ fn gap_line(st: &mut RouteState, gap: Duration, at_end: bool) -> Discrepancy {
     st.cand.attempts = 0;
     st.cand.down_reason.clear();
     d
+}
+
+/// Order events go to the order-flow tracker, which maps candidate ids itself.
+impl OrderEventSink for crate::flows::Flows {
+    fn order_event(&self, side: Side, name: &str, data: &Value) {
+        let side = match side {
+            Side::Primary => crate::flows::Side::Primary,
+            Side::Candidate => crate::flows::Side::Candidate,
+        };
+        self.on_order_event(side, name, data);
+    }
+}
+
+/// Candidate order ids are matched under the primary's id learned by id correlation.
+impl CandidateIds for crate::correlate::Correlator {
+    fn to_primary(&self, candidate_id: &str) -> Option<String> {
+        self.primary_of(crate::flows::ORDER, candidate_id)
+    }
 }
 
 /// Where and how the shadow subscription connects.
