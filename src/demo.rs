@@ -1,335 +1,440 @@
-//! `shadowgate demo` — interim version.
+//! `shadowgate demo`: the whole pipeline on a machine with nothing else set up.
 //!
-//! The full demo (mirror + load + resource sampling + report on a pair of simulated gateways)
-//! needs crates that are not built yet. Until then this command shows the part that exists:
-//! it starts a `python`-profile and a `cpp`-profile simulator in-process on 127.0.0.1:0, sends
-//! both the same handful of requests, and prints the answers side by side with a one-line
-//! summary of how they differ. It says plainly that it is the interim demo.
+//! In one process: a `python`-profile simulator (the primary) and a `cpp`-profile simulator
+//! (the candidate: the real VeloZ differences plus a few regressions seeded on purpose, from
+//! `scenarios/demo-candidate.toml`), each on a thread of its own; the mirror in front of them
+//! with the shipped VeloZ rules; CPU and memory sampling of both simulators; a fixed-rate
+//! load run through the mirror with the VeloZ mix (reads, order submit + cancel flows, SSE
+//! subscribers; `scenarios/demo.load.toml`); then the report, judged against
+//! `scenarios/demo-criteria.toml`'s `demo` phase: the plan's phase 2 (order processing) with
+//! its latency thresholds widened, because everything shares the same cores here.
 //!
-//! Both simulators run with authentication off and the same seed (deterministic ticks), so
-//! what differs is the API itself — routes, envelopes, shapes, JSON spelling — and not login
-//! state or prices. The real C++ gateway defaults to auth on; the output explains that.
+//! **Exit codes as a gate gives them:** the seeded regressions make the default demo FAIL
+//! (exit 1) on purpose; `--clean` runs an identical candidate with the control rules
+//! (`veloz-control.toml`) and a mix without the reads whose answers depend on fill timing
+//! (`demo-clean.load.toml`), and passes (exit 0). Ctrl-C stops the load, finishes every run
+//! directory, reports what was recorded as a partial run, and exits 130.
+//!
+//! Everything the demo reads is compiled in (`include_str!`) and written into the run
+//! directory (`rules/`, `scenario.load.toml`, `criteria.toml`), so it runs from any directory
+//! of a fresh clone and the run says exactly what it used.
 
-use std::fmt::Write as _;
-use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
-use serde_json::Value;
-use shadowgate_sim::{Profile, SimConfig, SimServer};
+use shadowgate_load::{LoadOptions, Overrides, ProgressMode, Scenario, Shard};
+use shadowgate_mirror::RawMirrorConfig;
+use shadowgate_record::RunKind;
+use shadowgate_report::Criteria;
+use shadowgate_sim::{Differences, Profile, SimConfig, StatsSnapshot};
 
-/// Per-request bound: the simulators answer in microseconds; this only stops a hang.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
-/// Longest body line printed per answer.
-const SHOW_BODY: usize = 110;
-/// The order both requests place (as the python UI would send it).
-const ORDER_BODY: &str =
-    r#"{"side":"BUY","symbol":"BTCUSDT","qty":0.01,"price":42000,"client_order_id":"demo-1"}"#;
+use crate::pipeline::{self, Composite, EXIT_INTERRUPTED, Interrupt, Progress, SimThread};
+
+/// Rules files, by the name the `include` lines use.
+const RULES_COMMON: (&str, &str) = (
+    "veloz-common.toml",
+    include_str!("../scenarios/veloz-common.toml"),
+);
+const RULES_VELOZ: (&str, &str) = ("veloz.toml", include_str!("../scenarios/veloz.toml"));
+const RULES_CONTROL: (&str, &str) = (
+    "veloz-control.toml",
+    include_str!("../scenarios/veloz-control.toml"),
+);
+const LOAD_SEEDED: &str = include_str!("../scenarios/demo.load.toml");
+const LOAD_CLEAN: &str = include_str!("../scenarios/demo-clean.load.toml");
+const CANDIDATE: &str = include_str!("../scenarios/demo-candidate.toml");
+pub(crate) const CRITERIA: &str = include_str!("../scenarios/demo-criteria.toml");
+/// The phase of [`CRITERIA`] the demo judges.
+const PHASE: &str = "demo";
 
 #[derive(Debug, clap::Args)]
+#[command(after_long_help = "\
+Examples:
+    cargo run --release -- demo                 # seeded regressions: the gate FAILS (exit 1)
+    cargo run --release -- demo --clean         # identical candidate: the gate passes (exit 0)
+    shadowgate demo --duration 5s --out /tmp/demo
+
+The run directory holds the mirror run (mirror/), the load run through the mirror (load/),
+the simulators' CPU and memory (resources/), the rules, scenario and criteria used, and the
+report (report.html, report.md, report.json, summary.csv, junit.xml). Re-judge it with
+`shadowgate report DIR --criteria DIR/criteria.toml --phase demo`.")]
 pub struct DemoArgs {
-    /// Seed for both simulators (same seed: same prices, same injected decisions).
+    /// No seeded regressions: an identical candidate, the control rules and a mix without
+    /// fill-timing reads, so the gate passes.
+    #[arg(long)]
+    pub clean: bool,
+
+    /// Measured load time (after a 2 s warm-up).
+    #[arg(long, default_value = "20s", value_name = "D", value_parser = humantime::parse_duration)]
+    pub duration: Duration,
+
+    /// Requests per second through the mirror [default: the scenario's, 1000].
+    #[arg(long, value_name = "N")]
+    pub rate: Option<f64>,
+
+    /// Run directory [default: reports/demo-<UTC time>].
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+
+    /// Seed for both simulators (prices, injected decisions).
     #[arg(long, default_value_t = 42, value_name = "N")]
     pub seed: u64,
 }
 
-type HttpClient = Client<HttpConnector, Full<Bytes>>;
+/// Everything checked and built before anything starts.
+struct Plan {
+    out: PathBuf,
+    rules: [(&'static str, &'static str); 2],
+    scenario: Scenario,
+    criteria: Criteria,
+    primary: SimConfig,
+    candidate: SimConfig,
+}
 
-/// One answer, or why there was none.
-#[derive(Debug, Clone, PartialEq)]
-enum Answer {
-    Http {
-        status: u16,
-        content_type: String,
-        body: Bytes,
-    },
-    Failed(String),
+fn plan(args: &DemoArgs) -> anyhow::Result<Plan> {
+    let (load, origin) = if args.clean {
+        (LOAD_CLEAN, "scenarios/demo-clean.load.toml")
+    } else {
+        (LOAD_SEEDED, "scenarios/demo.load.toml")
+    };
+    let mut scenario = Scenario::from_toml_str(load, origin)?;
+    scenario.apply(&Overrides {
+        rate: args.rate,
+        duration: Some(args.duration),
+        connections: None,
+        warmup: None,
+    })?;
+    scenario.plan(Some(Profile::Python))?;
+    let criteria = Criteria::parse(CRITERIA, "scenarios/demo-criteria.toml")?;
+
+    let mut primary = SimConfig::default_for(Profile::Python);
+    let mut candidate = if args.clean {
+        let mut c = SimConfig::default_for(Profile::Cpp);
+        c.differences = Differences::all(false);
+        c
+    } else {
+        SimConfig::from_toml_str(CANDIDATE, "scenarios/demo-candidate.toml")?
+    };
+    for c in [&mut primary, &mut candidate] {
+        c.seed = Some(args.seed);
+        c.deterministic = true;
+        c.auth.enabled = false;
+        // Rate limiting follows auth when a config is validated; auth is switched off here,
+        // after validation, so the limiter is too (the demo's clients are one address).
+        c.rate_limit.enabled = false;
+        c.shutdown_grace = Duration::from_secs(1);
+    }
+    Ok(Plan {
+        out: args
+            .out
+            .clone()
+            .unwrap_or_else(|| pipeline::default_dir("demo")),
+        rules: if args.clean {
+            [RULES_CONTROL, RULES_COMMON]
+        } else {
+            [RULES_VELOZ, RULES_COMMON]
+        },
+        scenario,
+        criteria,
+        primary,
+        candidate,
+    })
+}
+
+/// Writes `text` to `dir/name`.
+fn write(dir: &Path, name: &str, text: &str) -> anyhow::Result<PathBuf> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let path = dir.join(name);
+    std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(path)
 }
 
 pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
-    let python = start_sim(Profile::Python, args.seed).await?;
-    let cpp = match start_sim(Profile::Cpp, args.seed).await {
-        Ok(s) => s,
-        Err(e) => {
-            python.shutdown().await;
-            return Err(e);
-        }
-    };
-    let (py_addr, cpp_addr) = (python.local_addr(), cpp.local_addr());
-
-    println!("shadowgate demo (interim): the two simulated VeloZ gateways, side by side");
-    println!("  python profile  http://{py_addr}   (imitates the Python gateway, :8080)");
-    println!("  cpp profile     http://{cpp_addr}   (imitates the C++ gateway, :8081)");
-    println!(
-        "  Both run with seed {} and authentication off. The real C++ gateway defaults to\n  \
-         auth on (Python to off): with real defaults every /api call below would get a 401\n  \
-         {{\"error\":\"unauthorized\",...}} from cpp — a difference in itself. `shadowgate sim\n  \
-         --profile cpp` keeps that default; add --auth off to match this demo.",
-        args.seed
-    );
-
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    connector.set_connect_timeout(Some(REQUEST_TIMEOUT));
-    let client: HttpClient = Client::builder(TokioExecutor::new()).build(connector);
-
-    // Let the engines publish a tick and the first account snapshot.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let steps: [(&str, &str, Option<&str>, &str); 6] = [
-        (
-            "GET",
-            "/health",
-            None,
-            "the health check the rollout plan polls",
-        ),
-        ("GET", "/api/market", None, "latest market tick"),
-        ("GET", "/api/account", None, "balances"),
-        (
-            "POST",
-            "/api/order",
-            Some(ORDER_BODY),
-            "place an order, the Python route",
-        ),
-        (
-            "POST",
-            "/api/orders",
-            Some(ORDER_BODY),
-            "place an order, the C++ route",
-        ),
-        (
-            "GET",
-            "/api/orders",
-            None,
-            "orders so far (after the engine filled them)",
-        ),
-    ];
-    for (method, path, body, what) in steps {
-        if method == "GET" && path == "/api/orders" {
-            // Orders fill after the engine's fill delay (300 ms by default).
-            tokio::time::sleep(Duration::from_millis(700)).await;
-        }
-        let py = exchange(&client, py_addr, method, path, body).await;
-        let cp = exchange(&client, cpp_addr, method, path, body).await;
-        println!();
-        println!("{method} {path}  — {what}");
-        println!("  python  {}", show(&py));
-        println!("  cpp     {}", show(&cp));
-        println!("  => {}", differences(&py, &cp));
+    let interrupt = Interrupt::install()?;
+    let plan = plan(&args)?;
+    let out = plan.out.clone();
+    let mut run = Composite::create(&out, RunKind::Demo, PHASE)?;
+    let rules_dir = out.join("rules");
+    let mut rules_path = None;
+    for (name, text) in plan.rules {
+        let p = write(&rules_dir, name, text)?;
+        rules_path.get_or_insert(p);
+    }
+    let rules_path = rules_path.unwrap_or_else(|| rules_dir.join(plan.rules[0].0));
+    let rules = shadowgate_mirror::load_rules(&rules_path)?;
+    let load_text = if args.clean { LOAD_CLEAN } else { LOAD_SEEDED };
+    write(&out, "scenario.load.toml", load_text)?;
+    write(&out, "criteria.toml", CRITERIA)?;
+    if !args.clean {
+        write(&out, "candidate-sim.toml", CANDIDATE)?;
     }
 
-    println!();
-    println!(
-        "This is the interim demo: it only shows the simulators. The full `shadowgate demo`\n\
-         (not built yet) will run the whole pipeline on this pair with a few injected\n\
-         discrepancies: the mirror proxy serves clients from the python gateway and\n\
-         duplicates each request to the cpp one, diffing status, headers, JSON bodies, SSE\n\
-         streams and order flows into discrepancies.ndjson (noise such as timestamps kept\n\
-         apart from regressions); a short fixed-rate load run drives each gateway and records\n\
-         latency in HDR histograms; CPU and memory are sampled; and a report checks the\n\
-         rollout phase criteria (P50/P99/P99.9 latency, error rate, resources) with an exit\n\
-         code a CI job can gate on."
+    let variant = if args.clean {
+        "clean: identical candidate, control rules"
+    } else {
+        "seeded: the C++ differences plus regressions injected on purpose"
+    };
+    println!("shadowgate demo ({variant}) -> {}", out.display());
+    let mut progress = Progress::new(5);
+    let s = &plan.scenario;
+    {
+        let m = run.manifest_mut();
+        m.scenario = Some(s.origin.clone());
+        m.extra.insert("clean".into(), args.clean.into());
+        m.extra.insert("seed".into(), args.seed.into());
+    }
+
+    // 1. The two gateways.
+    progress.step(
+        "starting the simulated gateways (python primary, cpp candidate)",
+        None,
     );
+    let primary = SimThread::start("primary", plan.primary).await?;
+    let candidate = SimThread::start("candidate", plan.candidate).await?;
+    println!("      primary   {} (python profile)", primary.url());
+    println!(
+        "      candidate {} (cpp profile{})",
+        candidate.url(),
+        if args.clean {
+            ", every difference off"
+        } else {
+            ", with seeded regressions"
+        }
+    );
+    {
+        let m = run.manifest_mut();
+        m.targets.insert("primary".into(), primary.url());
+        m.targets.insert("candidate".into(), candidate.url());
+    }
 
-    python.shutdown().await;
-    cpp.shutdown().await;
-    Ok(ExitCode::SUCCESS)
-}
-
-async fn start_sim(profile: Profile, seed: u64) -> anyhow::Result<SimServer> {
+    // 2. Sampling and the mirror.
+    progress.step("starting resource sampling and the mirror", None);
+    let sampling = pipeline::Sampling::start(
+        &run.sub("resources"),
+        vec![
+            ("primary".to_owned(), primary.url(), primary.source()),
+            ("candidate".to_owned(), candidate.url(), candidate.source()),
+        ],
+        Some(s.origin.clone()),
+        Duration::from_millis(500),
+    )?;
+    run.add_run("resources")?;
+    let config = RawMirrorConfig {
+        primary: primary.url(),
+        candidate: candidate.url(),
+        out: run.sub("mirror"),
+        rules: Arc::new(rules),
+        rules_source: Some(rules_path.display().to_string()),
+        tool_version: env!("CARGO_PKG_VERSION").to_owned(),
+        ..RawMirrorConfig::default()
+    }
+    .validate()?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
-        .with_context(|| format!("cannot bind 127.0.0.1:0 for the {profile} simulator"))?;
-    let mut config = SimConfig::default_for(profile);
-    config.seed = Some(seed);
-    config.deterministic = true;
-    config.auth.enabled = false;
-    shadowgate_sim::start(config, listener)
-        .await
-        .with_context(|| format!("cannot start the {profile} simulator"))
-}
+        .context("cannot bind 127.0.0.1:0 for the mirror")?;
+    let mirror = shadowgate_mirror::start(config, listener, None).await?;
+    run.add_run("mirror")?;
+    println!(
+        "      mirror    http://{}  rules {}",
+        mirror.local_addr(),
+        rules_path.display()
+    );
 
-async fn exchange(
-    client: &HttpClient,
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    body: Option<&str>,
-) -> Answer {
-    let mut builder = hyper::Request::builder()
-        .method(method)
-        .uri(format!("http://{addr}{path}"))
-        .header(
-            hyper::header::USER_AGENT,
-            concat!("shadowgate/", env!("CARGO_PKG_VERSION")),
-        );
-    if body.is_some() {
-        builder = builder.header(hyper::header::CONTENT_TYPE, "application/json");
-    }
-    let request = match builder.body(Full::new(Bytes::from(body.unwrap_or("").to_owned()))) {
-        Ok(r) => r,
-        Err(e) => return Answer::Failed(format!("bad request: {e}")),
-    };
-    let call = async {
-        let response = client.request(request).await.map_err(|e| format!("{e}"))?;
-        let status = response.status().as_u16();
-        let content_type = response
-            .headers()
-            .get(hyper::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_owned();
-        let body = Limited::new(response.into_body(), 1 << 20)
-            .collect()
-            .await
-            .map_err(|e| format!("body: {e}"))?
-            .to_bytes();
-        Ok::<_, String>(Answer::Http {
-            status,
-            content_type,
-            body,
-        })
-    };
-    match tokio::time::timeout(REQUEST_TIMEOUT, call).await {
-        Ok(Ok(answer)) => answer,
-        Ok(Err(reason)) => Answer::Failed(reason),
-        Err(_) => Answer::Failed(format!("no answer within {REQUEST_TIMEOUT:?}")),
-    }
-}
-
-/// `200  {"ok": true}` — status and the body on one line, cut to [`SHOW_BODY`] characters.
-fn show(answer: &Answer) -> String {
-    match answer {
-        Answer::Failed(reason) => format!("no answer ({reason})"),
-        Answer::Http { status, body, .. } => {
-            let text = String::from_utf8_lossy(body);
-            let mut line: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
-            if line.chars().count() > SHOW_BODY {
-                line = line.chars().take(SHOW_BODY).collect();
-                line.push_str(" …");
-            }
-            format!("{status}  {line}")
+    // 3. Load through the mirror.
+    let expect = s.ramp + s.warmup + s.duration + Duration::from_secs(2);
+    progress.step(
+        &format!(
+            "load through the mirror: {} req/s for {} (+{} warm-up), {} connections, {} SSE subscribers",
+            s.rate,
+            humantime::format_duration(s.duration),
+            humantime::format_duration(s.warmup),
+            s.connections,
+            s.sse.as_ref().map_or(0, |x| x.subscribers)
+        ),
+        Some(expect),
+    );
+    let load = if interrupt.reason().is_none() {
+        let opts = LoadOptions {
+            target: Some(format!("http://{}", mirror.local_addr())),
+            target_name: "client".to_owned(),
+            scenario: plan.scenario.clone(),
+            profile: Some(Profile::Python),
+            shard: Shard::SINGLE,
+            out_dir: run.sub("load"),
+            calibrate: false,
+            no_auth: true,
+            progress: ProgressMode::Off,
+            tool_version: env!("CARGO_PKG_VERSION").to_owned(),
+            goose_reports: false,
+            run_token: None,
+        };
+        let r = pipeline::run_load(opts, &interrupt).await;
+        if run
+            .sub("load")
+            .join(shadowgate_record::MANIFEST_FILE)
+            .exists()
+        {
+            run.add_run("load")?;
         }
-    }
-}
-
-/// A one-line summary of how two answers to the same request differ.
-fn differences(python: &Answer, cpp: &Answer) -> String {
-    let (
-        Answer::Http {
-            status: ps,
-            content_type: pct,
-            body: pb,
-        },
-        Answer::Http {
-            status: cs,
-            content_type: cct,
-            body: cb,
-        },
-    ) = (python, cpp)
-    else {
-        return "at least one side did not answer".to_owned();
-    };
-    let mut parts: Vec<String> = Vec::new();
-    if ps != cs {
-        parts.push(format!("status {ps} vs {cs}"));
-    }
-    let pj = serde_json::from_slice::<Value>(pb).ok();
-    let cj = serde_json::from_slice::<Value>(cb).ok();
-    match (&pj, &cj) {
-        (Some(Value::Object(p)), Some(Value::Object(c))) => {
-            let only = |a: &serde_json::Map<String, Value>, b: &serde_json::Map<String, Value>| {
-                a.keys()
-                    .filter(|k| !b.contains_key(*k))
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            };
-            let (py_only, cpp_only) = (only(p, c), only(c, p));
-            if !py_only.is_empty() || !cpp_only.is_empty() {
-                let mut s = "body keys differ".to_owned();
-                if !py_only.is_empty() {
-                    let _ = write!(s, " — python only: {py_only}");
-                }
-                if !cpp_only.is_empty() {
-                    let _ = write!(s, " — cpp only: {cpp_only}");
-                }
-                parts.push(s);
-            } else if pb != cb {
-                parts.push("same keys, different bytes (values or JSON spacing)".to_owned());
-            }
-        }
-        (Some(_), None) => parts.push("cpp body is not JSON".to_owned()),
-        (None, Some(_)) => parts.push("python body is not JSON (an HTML error page)".to_owned()),
-        (None, None) if pb != cb => parts.push("bodies differ".to_owned()),
-        _ if pb != cb => parts.push("bodies differ".to_owned()),
-        _ => {}
-    }
-    if pct != cct {
-        parts.push(format!("Content-Type {pct:?} vs {cct:?}"));
-    }
-    if parts.is_empty() {
-        "identical answers".to_owned()
+        Some(r)
     } else {
-        parts.join("; ")
+        None
+    };
+
+    // 4. Stop everything; each run directory is finished.
+    progress.step("stopping the mirror, the samplers and the gateways", None);
+    let summary = mirror.shutdown().await;
+    let samples = sampling.stop().await;
+    let _ = primary.stop().await;
+    let injected = candidate.stop().await;
+    let interrupted = interrupt.reason();
+    run.finish(interrupted)?;
+    let load = match load {
+        Some(Ok(l)) => Some(l),
+        Some(Err(e)) => {
+            eprintln!("warning: {e:#}");
+            None
+        }
+        None => None,
+    };
+    let summary = summary.context("finishing the mirror run")?;
+    samples.context("finishing the resource samples")?;
+
+    // 5. The verdict.
+    progress.step(
+        &format!("report: phase `{PHASE}` of scenarios/demo-criteria.toml"),
+        None,
+    );
+    progress.clear();
+    println!();
+    if let Some(l) = &load {
+        println!(
+            "load: {} requests at {:.0} req/s achieved ({} flows, {} SSE events){}",
+            l.requests,
+            l.achieved_rate,
+            l.flows.started,
+            l.sse.as_ref().map_or(0, |x| x.events),
+            if l.generator_limited {
+                " — generator-limited: this box was short of CPU"
+            } else {
+                ""
+            }
+        );
     }
+    println!(
+        "mirror: {} requests, {} compared (coverage {}), {} regression / {} noise comparisons",
+        summary.primary.requests,
+        summary.shadow.compared,
+        summary
+            .coverage
+            .map_or_else(|| "n/a".to_owned(), |c| format!("{:.1}%", c * 100.0)),
+        summary.comparisons.regression,
+        summary.comparisons.noise
+    );
+    if let Some(stats) = &injected
+        && !args.clean
+    {
+        println!("seeded in the candidate: {}", seeded(stats));
+    }
+    println!();
+    let mut warnings = vec![
+        "demo thresholds: latency is judged with widened limits (scenarios/demo-criteria.toml) \
+         because the gateways, the mirror and the load generator share this machine's cores; \
+         run `shadowgate validate` for the plan's own thresholds"
+            .to_owned(),
+    ];
+    if let Some(why) = interrupted {
+        warnings.push(format!("PARTIAL RUN: the demo was {why}"));
+    }
+    let report = pipeline::report(&out, &plan.criteria, PHASE, warnings)?;
+    println!();
+    println!("report: {}", out.join("report.html").display());
+    println!("        (also report.md, report.json, summary.csv, junit.xml in the same directory)");
+    if let Some(why) = interrupted {
+        println!(
+            "PARTIAL: the demo was {why}; {} holds what was recorded until then (exit {EXIT_INTERRUPTED})",
+            out.display()
+        );
+        return Ok(ExitCode::from(EXIT_INTERRUPTED));
+    }
+    let code = report.exit_code();
+    if args.clean {
+        println!(
+            "demo --clean: identical gateways, control rules — exit {code} ({})",
+            if code == 0 {
+                "the gate passes"
+            } else {
+                "see the report"
+            }
+        );
+    } else {
+        println!(
+            "This FAIL is on purpose: the candidate carries the real C++ differences and the seeded\n\
+             regressions above, and a gate must stop them (exit {code}). `shadowgate demo --clean`\n\
+             runs an identical candidate and passes (exit 0)."
+        );
+    }
+    println!("took {:.1}s", progress.elapsed().as_secs_f64());
+    Ok(ExitCode::from(code))
+}
+
+/// One line of what the candidate injected, from its own counters.
+fn seeded(s: &StatsSnapshot) -> String {
+    format!(
+        "{} changed market prices, {} rejected orders, {} fills at a moved price, {} HTTP 503s, {} dropped stream events",
+        s.divergence.changed_field,
+        s.divergence.rejected_orders,
+        s.divergence.fill_price_changed,
+        s.fault("error_5xx"),
+        s.divergence.dropped_sse_events
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn http(status: u16, ct: &str, body: &str) -> Answer {
-        Answer::Http {
-            status,
-            content_type: ct.to_owned(),
-            body: Bytes::from(body.to_owned()),
+    fn args(clean: bool) -> DemoArgs {
+        DemoArgs {
+            clean,
+            duration: Duration::from_secs(5),
+            rate: Some(500.0),
+            out: Some(PathBuf::from("unused")),
+            seed: 1,
         }
     }
 
     #[test]
-    fn differences_name_status_keys_and_content_type() {
-        let py = http(200, "application/json; charset=utf-8", r#"{"ok": true}"#);
-        let cpp = http(
-            200,
-            "application/json",
-            r#"{"status":"ok","timestamp":"x"}"#,
-        );
-        let d = differences(&py, &cpp);
-        assert!(d.contains("python only: ok"), "{d}");
-        assert!(d.contains("cpp only: status, timestamp"), "{d}");
-        assert!(d.contains("Content-Type"), "{d}");
-        assert!(!d.contains("status 200"), "{d}");
-
-        let html = http(404, "text/html", "<html>404</html>");
-        let ok = http(200, "application/json", r#"{"status":"success"}"#);
-        let d = differences(&html, &ok);
-        assert!(d.starts_with("status 404 vs 200"), "{d}");
-        assert!(d.contains("python body is not JSON"), "{d}");
+    fn embedded_files_are_valid_in_both_variants() {
+        for clean in [false, true] {
+            let p = plan(&args(clean)).unwrap();
+            assert_eq!(p.scenario.rate, 500.0);
+            assert_eq!(p.scenario.duration, Duration::from_secs(5));
+            assert!(p.criteria.phase(PHASE).is_some());
+            assert_eq!(p.candidate.profile, Profile::Cpp);
+            assert!(!p.candidate.auth.enabled && !p.primary.auth.enabled);
+            assert!(!p.candidate.rate_limit.enabled && !p.primary.rate_limit.enabled);
+            // The rules load with their includes, as the demo writes them out.
+            let tmp = tempfile::tempdir().unwrap();
+            for (name, text) in p.rules {
+                write(tmp.path(), name, text).unwrap();
+            }
+            shadowgate_mirror::load_rules(tmp.path().join(p.rules[0].0)).unwrap();
+        }
     }
 
     #[test]
-    fn identical_and_spacing_only_answers() {
-        let a = http(200, "application/json", r#"{"a":1}"#);
-        assert_eq!(differences(&a, &a.clone()), "identical answers");
-        let spaced = http(200, "application/json", r#"{"a": 1}"#);
-        assert!(differences(&spaced, &a).contains("same keys"));
-        let failed = Answer::Failed("refused".into());
-        assert_eq!(differences(&failed, &a), "at least one side did not answer");
-    }
-
-    #[test]
-    fn show_keeps_one_short_line() {
-        let long = format!("{{\n  \"k\": \"{}\"\n}}", "x".repeat(300));
-        let line = show(&http(200, "", &long));
-        assert!(line.starts_with("200  { \"k\""), "{line}");
-        assert!(line.ends_with(" …"));
-        assert!(!line.contains('\n'));
-        assert_eq!(show(&Answer::Failed("boom".into())), "no answer (boom)");
+    fn seeded_candidate_injects_and_clean_one_does_not() {
+        let seeded = plan(&args(false)).unwrap().candidate;
+        assert!(seeded.engine.divergence.reject_fraction > 0.0);
+        assert!(!seeded.divergence.changed_fields.is_empty());
+        assert!(!seeded.faults.is_empty());
+        let clean = plan(&args(true)).unwrap().candidate;
+        assert!(clean.faults.is_empty() && clean.divergence.changed_fields.is_empty());
+        assert_eq!(clean.engine.divergence.reject_fraction, 0.0);
+        assert_eq!(clean.differences, Differences::all(false));
     }
 }

@@ -24,10 +24,12 @@ mod health;
 mod load_cmd;
 mod mirror_cmd;
 mod nginx_cmd;
+mod pipeline;
 mod replay_cmd;
 mod report_cmd;
 mod sample_cmd;
 mod sim_cmd;
+mod validate;
 mod watch_cmd;
 
 /// Shadow-traffic comparison and load-test harness for migrating an HTTP gateway
@@ -60,12 +62,23 @@ enum Command {
     /// {"status":"ok"} (C++ gateway); the output says which shape it saw and prints the body.
     Health(health::HealthArgs),
 
-    /// Interim demo: two simulated gateways side by side (python and cpp profiles).
+    /// The whole pipeline on two simulated gateways, in one command, in under a minute.
     ///
-    /// Starts both profiles in-process on 127.0.0.1, sends each the same handful of requests,
-    /// and prints where their answers differ. The full pipeline (mirror, load, report) is not
-    /// built yet; the demo says so.
+    /// A python-profile primary and a cpp-profile candidate (the real VeloZ differences plus
+    /// seeded regressions), the mirror with the VeloZ rules, CPU/memory sampling, a load run
+    /// through the mirror (reads, order flows, SSE), then the report: verdict table,
+    /// discrepancy groups and report.html. The seeded regressions make it FAIL on purpose;
+    /// --clean passes.
     Demo(demo::DemoArgs),
+
+    /// Pre-phase validation: load each gateway in turn, mirror-diff them, report against phase N.
+    ///
+    /// Health-checks both gateways, loads each with the same scenario (sampling its CPU and
+    /// memory when --*-pid or --*-metrics is given), runs an in-process mirror in front of both
+    /// under the same load, and judges everything against the phase's criteria, every report
+    /// format into --out, candidate and primary side by side. Ctrl-C leaves a partial run that
+    /// `shadowgate report` reads.
+    Validate(validate::ValidateArgs),
 
     /// Load one gateway at a fixed arrival rate from a scenario file.
     ///
@@ -178,7 +191,16 @@ const EXIT_CODES: &[(&str, &str)] = &[
     ),
     (
         "demo",
-        "Exit codes: 0 the demo ran; 2 the simulated gateways could not start.",
+        "Exit codes: 0 the gate passed (--clean); 1 the gate failed — expected without --clean, \
+         the seeded regressions make it fail on purpose; 130 interrupted (Ctrl-C/SIGTERM): the \
+         run directory holds a partial run, reported as such; 2 the demo could not start.",
+    ),
+    (
+        "validate",
+        "Exit codes: 0 every criterion of the phase passed; 1 a criterion failed (or had no \
+         data, or the generator was the limit); 2 bad input, a gateway failed its health check \
+         (nothing is written), or a step could not run (the partial run is kept); 130 \
+         interrupted (Ctrl-C/SIGTERM): the run directory is marked partial and reported.",
     ),
     (
         "load",
@@ -269,6 +291,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Sim(args) => sim_cmd::run(args).await,
             Command::Health(args) => health::run(args).await,
             Command::Demo(args) => demo::run(args).await,
+            Command::Validate(args) => validate::run(args).await,
             Command::Load(args) => load_cmd::run(args).await,
             Command::Mirror(args) => mirror_cmd::run(args).await,
             Command::Report(args) => report_cmd::run(args).await,

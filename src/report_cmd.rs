@@ -1,6 +1,12 @@
 //! `shadowgate report RUN_DIR...`: merge run directories, check a phase's criteria, print the
 //! verdict table and write the chosen formats. Exit 0 all criteria pass, 1 a criterion failed
 //! (or had no data, or the generator was the limit), 2 bad input.
+//!
+//! A `demo` or `validate` directory holds sub-runs (its manifest lists them in `extra.runs`,
+//! and the mirror runs whose latency must not be merged with the direct load runs in
+//! `extra.compare_only`); given such a directory, the report opens those sub-runs the way
+//! the command that wrote it did ([`open_measurements`]), so its verdict can be re-made. A
+//! run the command marked `partial` (interrupted) is reported with a warning saying so.
 
 use std::fs;
 use std::io::{BufWriter, Write};
@@ -77,10 +83,11 @@ pub async fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
         Some(path) => Criteria::load(path)?,
         None => Criteria::builtin(),
     };
-    let mut m = Measurements::open(&args.runs)?;
+    let (mut m, notes, composite_phase) = open_measurements(&args.runs)?;
     let phase = args
         .phase
         .clone()
+        .or(composite_phase)
         .or_else(|| m.run.manifest.phase.clone())
         .unwrap_or_else(|| "overall".to_owned());
     set_aliases(&mut m, &args);
@@ -89,7 +96,8 @@ pub async fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
         tool_version: env!("CARGO_PKG_VERSION").to_owned(),
         alpha: args.alpha,
     };
-    let report = evaluate(&criteria, &m, &opts)?;
+    let mut report = evaluate(&criteria, &m, &opts)?;
+    report.warnings.extend(notes);
     let out = args.out.clone().unwrap_or_else(|| args.runs[0].clone());
     let written = write_formats(&report, &m, &args.format, &out)?;
     if !args.format.contains(&Format::Term) {
@@ -100,6 +108,102 @@ pub async fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
         eprintln!("wrote {}", names.join(", "));
     }
     Ok(ExitCode::from(report.exit_code()))
+}
+
+/// Sub-runs of a `demo`/`validate` directory, from its manifest.
+#[derive(Debug, Default)]
+struct Composite {
+    runs: Vec<PathBuf>,
+    compare_only: Vec<PathBuf>,
+    partial: Option<String>,
+    phase: Option<String>,
+}
+
+fn composite(dir: &Path) -> Option<Composite> {
+    let manifest = shadowgate_record::Manifest::read(dir).ok()?;
+    if !matches!(
+        manifest.kind,
+        shadowgate_record::RunKind::Demo | shadowgate_record::RunKind::Validate
+    ) {
+        return None;
+    }
+    let list = |key: &str| -> Vec<PathBuf> {
+        manifest
+            .extra
+            .get(key)
+            .and_then(serde_json::Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(serde_json::Value::as_str)
+                    .map(|name| dir.join(name))
+                    .filter(|p| p.join(shadowgate_record::MANIFEST_FILE).exists())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let partial = manifest
+        .extra
+        .get("partial")
+        .and_then(serde_json::Value::as_bool)
+        .unwrap_or(false)
+        .then(|| {
+            let why = manifest
+                .extra
+                .get("interrupted")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or("stopped early");
+            format!(
+                "PARTIAL RUN: {} was {why}; only what was recorded until then is reported",
+                dir.display()
+            )
+        });
+    Some(Composite {
+        runs: list("runs"),
+        compare_only: list("compare_only"),
+        partial,
+        phase: manifest.phase.clone(),
+    })
+}
+
+/// Opens run directories for a verdict. Plain run directories are merged as they are; a
+/// `demo`/`validate` directory is replaced by its sub-runs, and its `compare_only` runs (the
+/// mirror step of `validate`) contribute their discrepancies and coverage but not their
+/// latency and counts, which would otherwise add the shadow timings to the direct load
+/// runs of the same target names. Returns the measurements, the warnings to add and the
+/// phase the first `demo`/`validate` directory was recorded for.
+pub(crate) fn open_measurements(
+    dirs: &[PathBuf],
+) -> anyhow::Result<(Measurements, Vec<String>, Option<String>)> {
+    let mut runs = Vec::new();
+    let mut notes = Vec::new();
+    let mut phase = None;
+    for dir in dirs {
+        match composite(dir) {
+            Some(c) => {
+                if c.runs.is_empty() && c.compare_only.is_empty() {
+                    anyhow::bail!(
+                        "{}: this run recorded nothing yet (no sub-run has a manifest.json)",
+                        dir.display()
+                    );
+                }
+                notes.extend(c.partial);
+                if phase.is_none() {
+                    phase = c.phase;
+                }
+                for sub in &c.runs {
+                    runs.push(shadowgate_record::Run::open(sub)?);
+                }
+                for sub in &c.compare_only {
+                    let mut run = shadowgate_record::Run::open(sub)?;
+                    run.latency.clear();
+                    run.counts.clear();
+                    runs.push(run);
+                }
+            }
+            None => runs.push(shadowgate_record::Run::open(dir)?),
+        }
+    }
+    Ok((Measurements::from_runs(runs)?, notes, phase))
 }
 
 /// `--candidate`/`--primary`, or the only target standing in for `candidate`.
@@ -133,7 +237,7 @@ fn verdict_summary(r: &Report) -> String {
 }
 
 /// Prints the terminal table and writes the file formats; returns the files written.
-fn write_formats(
+pub(crate) fn write_formats(
     r: &Report,
     m: &Measurements,
     formats: &[Format],

@@ -72,6 +72,10 @@ pub enum Source {
     Pid(i32),
     /// A Prometheus text endpoint.
     Metrics(Uri),
+    /// One thread of this process (`/proc/self/task/TID`): CPU of that thread alone, RSS of
+    /// the whole process (threads share it). `demo` runs each simulated gateway on a thread of
+    /// its own, so this is each gateway's own CPU.
+    Thread(i32),
 }
 
 /// One raw reading: cumulative CPU seconds and RSS bytes.
@@ -118,6 +122,7 @@ impl Sampler {
     pub async fn sample(&mut self) -> Result<ResourceSample, ReadError> {
         let reading = match &self.source {
             Source::Pid(pid) => read_proc(*pid)?,
+            Source::Thread(tid) => read_thread(*tid)?,
             Source::Metrics(uri) => self.read_metrics(uri.clone()).await?,
         };
         let now = Instant::now();
@@ -188,6 +193,26 @@ fn read_proc(pid: i32) -> Result<Reading, ReadError> {
     })
 }
 
+fn read_thread(tid: i32) -> Result<Reading, ReadError> {
+    let gone = |e: procfs::ProcError| ReadError::Gone(format!("thread {tid}: {e}"));
+    let stat = procfs::process::Process::myself()
+        .and_then(|p| p.task_from_tid(tid))
+        .and_then(|t| t.stat())
+        .map_err(gone)?;
+    let ticks = procfs::ticks_per_second().max(1) as f64;
+    Ok(Reading {
+        cpu_seconds: Some((stat.utime + stat.stime) as f64 / ticks),
+        rss_bytes: Some(stat.rss.saturating_mul(procfs::page_size())),
+    })
+}
+
+/// The calling thread's id (for [`Source::Thread`]), from the `/proc/thread-self` link
+/// (`PID/task/TID`); `None` where procfs does not have it.
+pub fn current_tid() -> Option<i32> {
+    let link = std::fs::read_link("/proc/thread-self").ok()?;
+    link.file_name()?.to_str()?.parse().ok()
+}
+
 /// Samples into `writer` every `interval` until `stop` resolves or the process is gone.
 /// Returns the number of samples written.
 pub async fn run_sampler(
@@ -253,6 +278,7 @@ pub async fn run(args: SampleArgs) -> anyhow::Result<ExitCode> {
     let described = match &source {
         Source::Pid(pid) => format!("pid:{pid}"),
         Source::Metrics(uri) => uri.to_string(),
+        Source::Thread(tid) => format!("thread:{tid}"),
     };
     manifest
         .targets
@@ -332,5 +358,24 @@ mod tests {
         let cpu = second.cpu_percent.unwrap();
         assert!((0.0..=800.0).contains(&cpu), "{cpu}");
         assert!(matches!(read_proc(i32::MAX), Err(ReadError::Gone(_))));
+    }
+
+    #[tokio::test]
+    async fn samples_one_thread_of_this_process() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+        let worker = std::thread::spawn(move || {
+            tx.send(current_tid()).unwrap();
+            let _ = stop_rx.recv();
+        });
+        let tid = rx.recv().unwrap().expect("procfs has /proc/thread-self");
+        assert_ne!(tid, std::process::id() as i32, "a thread, not the process");
+        let mut s = Sampler::new(Source::Thread(tid), "sim");
+        let sample = s.sample().await.unwrap();
+        assert_eq!(sample.target, "sim");
+        assert!(sample.rss_bytes.unwrap() > 1_000_000);
+        stop_tx.send(()).unwrap();
+        worker.join().unwrap();
+        assert!(matches!(read_thread(i32::MAX), Err(ReadError::Gone(_))));
     }
 }

@@ -3,6 +3,7 @@
 
 mod audit_cli;
 mod cli;
+mod demo_cli;
 mod health;
 mod mirror_cli;
 mod nginx;
@@ -10,3 +11,4 @@ mod replay_cli;
 mod report_cli;
 mod sim_cli;
 mod util;
+mod validate_cli;
