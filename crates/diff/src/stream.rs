@@ -32,7 +32,9 @@
 //! **What is not reported.** The caller marks events that must never be reported themselves
 //! (replayed history, the settling time after a subscription starts, the primary's events while
 //! the candidate stream was down): they can absorb a partner, but produce no finding and no lag
-//! sample, and are counted apart. Events named in `ignore_events` (default `keepalive`) and
+//! sample, and are counted apart. A judged event pairs with a judged partner first, and with an
+//! unjudged one only if it came less than `settle` before (the newest), so replayed history
+//! cannot take the partners of live events. Events named in `ignore_events` (default `keepalive`) and
 //! comments are counted and skipped.
 //!
 //! **Data.** A matched pair's data is compared with the diff engine under the type's rules
@@ -839,8 +841,27 @@ impl StreamMatcher {
         let late = self.rule.late;
         let partner = match self.held[other].get_mut(&slot) {
             Some(q) => {
-                // Ones too old to pair are left for expiry.
-                let idx = q.iter().position(|h| at.saturating_sub(h.at) <= late);
+                // Ones too old to pair are left for expiry. A judged event pairs with the
+                // oldest judged partner first, so history held on the other side (a replay of
+                // hundreds of ticks) cannot take live events' partners; failing that, with the
+                // newest unjudged one that came less than the settling time before (its
+                // partner came just before the comparison started; history came at least the
+                // settling time before). Unjudged events pair among themselves first.
+                let window = self.rule.window;
+                let edge = self.rule.settle.min(window);
+                let near = |h: &Held, d: Duration| at.abs_diff(h.at) <= d;
+                let idx = if reportable {
+                    q.iter()
+                        .position(|h| h.reportable && near(h, late))
+                        .or_else(|| {
+                            q.iter()
+                                .rposition(|h| !h.reportable && at.abs_diff(h.at) < edge)
+                        })
+                } else {
+                    q.iter()
+                        .position(|h| !h.reportable && near(h, late))
+                        .or_else(|| q.iter().position(|h| near(h, window)))
+                };
                 let found = idx.and_then(|i| q.remove(i));
                 if q.is_empty() {
                     self.held[other].remove(&slot);
@@ -1337,6 +1358,43 @@ mod tests {
         assert_eq!(c.matched + c.late, 9);
         assert_eq!(c.missing, 1);
         assert_eq!(c.extra, 0);
+    }
+
+    #[test]
+    fn replayed_history_does_not_take_live_partners() {
+        // The primary replays 200 ticks on connect (not judged); then both sides tick live,
+        // the candidate sometimes a little before the primary.
+        let mut m = StreamMatcher::new(py_cpp_rule(2000));
+        let mut out = Vec::new();
+        let tick = json!({"type":"market","symbol":"BTCUSDT","price":1.0});
+        let ctick = json!({"symbol":"BTCUSDT","last_price":1.0});
+        for _ in 0..200 {
+            m.push(
+                Side::Primary,
+                ms(1),
+                &frame("market", tick.clone()),
+                false,
+                &mut out,
+            );
+        }
+        for i in 0..50u64 {
+            let t = 1000 + i * 100;
+            let (p, c) = if i % 3 == 0 { (t + 5, t) } else { (t, t + 5) };
+            let mut pushes = [(p, Side::Primary), (c, Side::Candidate)];
+            pushes.sort();
+            for (at, side) in pushes {
+                let f = match side {
+                    Side::Primary => frame("market", tick.clone()),
+                    Side::Candidate => frame("market-data", ctick.clone()),
+                };
+                m.push(side, ms(at), &f, true, &mut out);
+            }
+        }
+        m.expire(ms(30_000), &mut out);
+        let c = m.counts();
+        assert_eq!((c.missing, c.extra), (0, 0), "{c:?}");
+        assert!(c.matched >= 49, "{c:?}");
+        assert_eq!(c.unreported + c.absorbed, 200, "{c:?}");
     }
 
     #[test]

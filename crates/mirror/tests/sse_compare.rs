@@ -425,6 +425,8 @@ async fn python_to_cpp_with_the_shipped_rules_maps_names_and_reports_no_noise() 
     )
     .await;
     let base = url(mirror.local_addr());
+    // Python replays its ring on connect (C++ does not): let it hold some history first.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let reader = tokio::spawn(read_stream(client(), base.clone(), stop_rx));
     util::eventually("subscribed", || {
