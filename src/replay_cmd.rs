@@ -149,6 +149,7 @@ struct Counts {
 }
 
 /// One request ready to send.
+#[derive(Debug)]
 struct Prepared {
     index: usize,
     at: Duration,
@@ -167,7 +168,7 @@ fn prepare(index: usize, r: &CapturedRequest, line: usize) -> anyhow::Result<Pre
     let mut headers = Vec::with_capacity(r.headers.len());
     for (name, value) in &r.headers {
         let lower = name.to_ascii_lowercase();
-        if NOT_REPLAYED.contains(&lower.as_str()) || r.redacted.iter().any(|h| *h == lower) {
+        if NOT_REPLAYED.contains(&lower.as_str()) || r.redacted.contains(&lower) {
             continue;
         }
         let (Ok(n), Ok(v)) = (
