@@ -2,7 +2,8 @@
 //!
 //! # Format
 //! The file is the TOML form of [`RawRuleSet`] (`[defaults]`, `[redact]`, `[limits]`,
-//! `[[routes]]`), plus one key of its own at the top: `include = ["veloz-common.toml"]`.
+//! `[[routes]]`, `[flows]`, `[[streams]]`), plus one key of its own at the top:
+//! `include = ["veloz-common.toml"]`.
 //!
 //! # Includes
 //! Paths are relative to the including file. Included files are read first, in the order
@@ -545,6 +546,40 @@ mod tests {
         let text = err.to_string();
         assert!(text.contains("ignroe"), "{text}");
         assert!(text.contains("problem(s)"), "{text}");
+    }
+
+    #[test]
+    fn stream_rules_load_and_their_problems_name_the_key() {
+        let ok = parse_rules(
+            r#"
+            [[streams]]
+            route = "/api/stream"
+            window_ms = 1500
+            [[streams.events]]
+            type = "market"
+            primary = ["market"]
+            candidate = ["market-data"]
+            key = ["/symbol"]
+            "#,
+            "s.toml",
+        )
+        .unwrap();
+        let rule = ok.stream_for("/api/stream").unwrap();
+        assert_eq!(rule.window(), std::time::Duration::from_millis(1500));
+        assert_eq!(
+            rule.type_of(shadowgate_diff::stream::Side::Candidate, "market-data"),
+            "market"
+        );
+        let err = parse_rules(
+            "[[streams]]\nroute = \"/s\"\nlate_ms = 1\nbogus = 1\n",
+            "s.toml",
+        )
+        .unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("s.toml: streams"), "{text}");
+        assert!(text.contains("bogus"), "{text}");
+        let err = parse_rules("[[streams]]\nroute = \"/s\"\nlate_ms = 1\n", "s.toml").unwrap_err();
+        assert!(err.to_string().contains("streams[0].late_ms"), "{err}");
     }
 
     #[test]

@@ -273,6 +273,15 @@ impl SseHub {
     }
 }
 
+impl Drop for SseHub {
+    fn drop(&mut self) {
+        // A mirror dropped without `shutdown`: end the thread and its candidate streams anyway
+        // (after `stop` the channel is closed and this does nothing).
+        let (tx, _rx) = std::sync::mpsc::channel();
+        let _ = self.tx.send(Msg::Stop(tx));
+    }
+}
+
 /// A client stream's copy to the comparison. Dropping it tells the hub the client left.
 #[derive(Debug)]
 pub(crate) struct Tap {
