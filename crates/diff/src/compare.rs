@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use similar::{Algorithm, DiffTag, capture_diff_slices};
 
-use crate::doc::{Arena, Doc, Entry, Node, SMALL_OBJECT, fingerprint};
+use crate::doc::{Arena, Doc, Entry, Node, SMALL_OBJECT, fingerprint, same_text};
 use crate::labels::{Label, label_pair};
 use crate::normalize::KeySpec;
 use crate::pointer::{Seg, escape_into, write_pointer};
@@ -387,6 +387,12 @@ impl Sink<'_, '_> {
         Signature(h.finish())
     }
 
+    /// A difference from the previous comparison, to refill: its strings keep their
+    /// capacity, so a steady stream of alike answers reports without allocating.
+    fn spare(&mut self) -> Difference {
+        self.pool.pop().unwrap_or_else(Difference::blank)
+    }
+
     /// Pushes a difference whose path and pattern are in `self.path` / `self.pattern`.
     fn push(
         &mut self,
@@ -397,14 +403,27 @@ impl Sink<'_, '_> {
         candidate: Value,
         detail: Option<&str>,
     ) {
-        let signature = self.signature(self.pattern, kind);
-        // Reuse a difference from the previous comparison: its strings keep their capacity,
-        // so a steady stream of alike answers reports without allocating.
-        let mut d = self.pool.pop().unwrap_or_else(Difference::blank);
+        let mut d = self.spare();
         d.path.clear();
         d.path.push_str(self.path);
         d.pattern.clear();
         d.pattern.push_str(self.pattern);
+        self.fill(d, kind, class, label, primary, candidate, detail);
+    }
+
+    /// Completes `d` (its `path` and `pattern` written) and pushes it.
+    #[allow(clippy::too_many_arguments)]
+    fn fill(
+        &mut self,
+        mut d: Difference,
+        kind: Kind,
+        class: Class,
+        label: Option<Label>,
+        primary: Value,
+        candidate: Value,
+        detail: Option<&str>,
+    ) {
+        let signature = self.signature(&d.pattern, kind);
         d.kind = kind;
         d.primary = primary;
         d.candidate = candidate;
@@ -538,9 +557,10 @@ impl Sink<'_, '_> {
             v
         };
         let (pv, cv) = (prepare(p), prepare(c));
-        write_pointer(self.path, path, false);
-        write_pointer(self.pattern, path, true);
-        self.push(kind, class, label, pv, cv, detail);
+        let mut d = self.spare();
+        write_pointer(&mut d.path, path, false);
+        write_pointer(&mut d.pattern, path, true);
+        self.fill(d, kind, class, label, pv, cv, detail);
     }
 
     /// A whole-body difference that is not a JSON walk (text, size, JSON vs text).
@@ -798,7 +818,7 @@ impl<'r: 'v, 'v, 'd> Walk<'_, 'r, '_, 'v, 'd> {
                 self.emit(Kind::Value, Some(pi), Some(ci));
             }
             (Node::Str(x), Node::Str(y)) => {
-                if p.text(x) != c.text(y) {
+                if !same_text(p.text(x), c.text(y)) {
                     self.emit(Kind::Value, Some(pi), Some(ci));
                 }
             }
@@ -873,7 +893,7 @@ impl<'r: 'v, 'v, 'd> Walk<'_, 'r, '_, 'v, 'd> {
             let fps = &self.fps[base..];
             let is = |j: usize| {
                 let e = &c_entries[j];
-                fps[j] == want && e.live && c.text(e.key) == k
+                fps[j] == want && e.live && same_text(c.text(e.key), k)
             };
             let found = if slot < c_entries.len() && is(slot) {
                 Some(slot)

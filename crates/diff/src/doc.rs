@@ -101,6 +101,7 @@ pub(crate) struct Arena {
     entries: Vec<Entry<'static>>,
     items: Vec<u32>,
     buf: String,
+    fps: Vec<u64>,
     stack_e: Vec<Entry<'static>>,
     stack_i: Vec<u32>,
 }
@@ -120,6 +121,8 @@ pub(crate) struct Doc<'a> {
     entries: Vec<Entry<'a>>,
     items: Vec<u32>,
     buf: String,
+    /// Key fingerprints of the object being normalized.
+    fps: Vec<u64>,
     root: u32,
 }
 
@@ -158,6 +161,7 @@ impl<'a> Doc<'a> {
                 entries: relifetime(std::mem::take(&mut arena.entries)),
                 items: relifetime(std::mem::take(&mut arena.items)),
                 buf,
+                fps: std::mem::take(&mut arena.fps),
                 root: 0,
             },
             stack_e: relifetime(std::mem::take(&mut arena.stack_e)),
@@ -188,6 +192,7 @@ impl<'a> Doc<'a> {
         arena.entries = relifetime(self.entries);
         arena.items = relifetime(self.items);
         arena.buf = self.buf;
+        arena.fps = self.fps;
     }
 
     pub(crate) fn root(&self) -> u32 {
@@ -234,7 +239,9 @@ impl<'a> Doc<'a> {
 
     /// The value of a live member `key` of object node `i`.
     pub(crate) fn get(&self, i: u32, key: &str) -> Option<u32> {
-        self.members(i).find(|(k, _)| *k == key).map(|(_, v)| v)
+        self.members(i)
+            .find(|(k, _)| same_text(k, key))
+            .map(|(_, v)| v)
     }
 
     /// A lookup table for a large object (`None` when linear search is as fast).
@@ -282,7 +289,7 @@ impl<'a> Doc<'a> {
         if let Node::Obj { start, len } = self.node(i)
             && let Some(e) = self.entries(start, len).get(hint)
             && e.live
-            && self.text(e.key) == key
+            && same_text(self.text(e.key), key)
         {
             return Some(e.val);
         }
@@ -413,7 +420,7 @@ impl<'a> Doc<'a> {
             (Node::Null, Node::Null) => true,
             (Node::Bool(a), Node::Bool(b)) => a == b,
             (Node::Num(a), Node::Num(b)) => a.same(b),
-            (Node::Str(a), Node::Str(b)) => self.text(a) == other.text(b),
+            (Node::Str(a), Node::Str(b)) => same_text(self.text(a), other.text(b)),
             (Node::Arr { start: s1, len: l1 }, Node::Arr { start: s2, len: l2 }) => {
                 l1 == l2
                     && self
@@ -596,7 +603,13 @@ impl<'a> Doc<'a> {
                 self.anywhere_small(start, len, n);
                 for k in range(start, len) {
                     let e = self.entries[k];
-                    if e.live {
+                    // Only containers hold objects; skipping scalars here saves a call each.
+                    if e.live
+                        && matches!(
+                            self.nodes[e.val as usize],
+                            Node::Obj { .. } | Node::Arr { .. }
+                        )
+                    {
                         self.walk_anywhere(e.val, n);
                     }
                 }
@@ -641,26 +654,28 @@ impl<'a> Doc<'a> {
     /// one rule at a time, but with each member's key fingerprinted once, so a rule that
     /// does not apply costs a few integer compares rather than a string compare per member.
     fn anywhere_small(&mut self, start: u32, len: u32, n: &'a Normalization) {
-        let mut fps = [0u64; SMALL_OBJECT];
+        let mut fps = std::mem::take(&mut self.fps);
         let slots = range(start, len);
-        for (fp, k) in fps.iter_mut().zip(slots.clone()) {
-            *fp = fingerprint(self.text(self.entries[k].key));
-        }
-        let fps = &mut fps[..slots.len()];
+        fps.clear();
+        fps.extend(
+            self.entries[slots.clone()]
+                .iter()
+                .map(|e| fingerprint(self.text(e.key))),
+        );
         let find = |doc: &Self, fps: &[u64], key: &str| {
             let want = fingerprint(key);
             fps.iter().zip(slots.clone()).find_map(|(&fp, k)| {
                 let e = doc.entries[k];
-                (fp == want && e.live && doc.text(e.key) == key).then_some(k)
+                (fp == want && e.live && same_text(doc.text(e.key), key)).then_some(k)
             })
         };
         for r in &n.rename {
             if let FieldSelector::Anywhere(from) = &r.from
                 && *from != r.to
-                && let Some(slot) = find(self, fps, from)
+                && let Some(slot) = find(self, &fps, from)
             {
                 // The renamed member replaces an existing one of the new name.
-                if let Some(old) = find(self, fps, &r.to) {
+                if let Some(old) = find(self, &fps, &r.to) {
                     self.entries[old].live = false;
                 }
                 self.entries[slot].key = Str::Ref(&r.to);
@@ -669,25 +684,27 @@ impl<'a> Doc<'a> {
         }
         for m in &n.map_values {
             if let FieldSelector::Anywhere(field) = &m.at
-                && let Some(slot) = find(self, fps, field)
+                && let Some(slot) = find(self, &fps, field)
             {
                 self.map_value(self.entries[slot].val, &m.map);
             }
         }
         for d in &n.drop {
             if let FieldSelector::Anywhere(field) = d
-                && let Some(slot) = find(self, fps, field)
+                && let Some(slot) = find(self, &fps, field)
             {
                 self.entries[slot].live = false;
             }
         }
+        self.fps = fps;
     }
 
     fn entry_slot(&self, obj: u32, key: &str) -> Option<usize> {
         let Node::Obj { start, len } = self.node(obj) else {
             return None;
         };
-        range(start, len).find(|&k| self.entries[k].live && self.text(self.entries[k].key) == key)
+        range(start, len)
+            .find(|&k| self.entries[k].live && same_text(self.text(self.entries[k].key), key))
     }
 
     fn rename_in(&mut self, obj: u32, from: &str, to: &'a str) {
@@ -1037,7 +1054,7 @@ impl<'a> Parser<'a> {
                         }
                         seen => {
                             let a = usize::from(seen - 1);
-                            if fps[a] == fp && doc.text(members[a].key) == key {
+                            if fps[a] == fp && same_text(doc.text(members[a].key), key) {
                                 // The earlier one is shadowed; the later one takes its bucket.
                                 dead.push(a);
                                 table[at] = u8::try_from(b + 1).unwrap_or(u8::MAX);
@@ -1280,6 +1297,23 @@ pub(crate) fn fingerprint(key: &str) -> u64 {
             u64::from_le_bytes(*head) ^ u64::from_le_bytes(*tail).rotate_left(29) ^ len << 58
         }
         _ => b.iter().fold(len, |acc, &c| acc << 8 | u64::from(c)),
+    }
+}
+
+/// String equality without a call into `memcmp` for the short keys and values JSON is made
+/// of: up to 16 bytes compare as two overlapping 8-byte words, shorter ones byte by byte.
+#[inline(always)]
+pub(crate) fn same_text(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    if a.len() > 16 {
+        return a == b;
+    }
+    match (a.first_chunk::<8>(), b.first_chunk::<8>()) {
+        (Some(ha), Some(hb)) => ha == hb && a.last_chunk::<8>() == b.last_chunk::<8>(),
+        _ => a.iter().zip(b).all(|(x, y)| x == y),
     }
 }
 
@@ -1561,6 +1595,13 @@ mod tests {
                 let d = parse(&text);
                 let want: Value = serde_json::from_str(&text).unwrap();
                 prop_assert_eq!(d.to_value(d.root()), want);
+            }
+
+            #[test]
+            fn same_text_is_string_equality(a in "[ab]{0,20}", b in "[ab]{0,20}", c in "\\PC{0,20}") {
+                for (x, y) in [(&a, &b), (&a, &a), (&c, &a), (&c, &c)] {
+                    prop_assert_eq!(same_text(x, y), x == y);
+                }
             }
 
             #[test]

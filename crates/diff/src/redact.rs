@@ -78,6 +78,9 @@ pub struct Redactor {
     /// Which bytes a squashed secret name can end with: most field names are rejected on
     /// their last byte alone.
     last_bytes: [bool; 256],
+    /// The last two bytes of every squashed secret name, when all have two: most names
+    /// that pass the last-byte test are rejected here.
+    last_pairs: Option<Vec<[u8; 2]>>,
 }
 
 impl Default for Redactor {
@@ -101,6 +104,7 @@ impl Redactor {
             fields: fields.into_iter().map(|f| lower(f.as_ref())).collect(),
             squashed: Vec::new(),
             last_bytes: [false; 256],
+            last_pairs: None,
         };
         r.headers.retain(|h| !h.is_empty());
         r.fields.retain(|f| !f.is_empty());
@@ -122,6 +126,15 @@ impl Redactor {
             if let Some(&b) = f.last() {
                 r.last_bytes[usize::from(b)] = true;
             }
+        }
+        r.last_pairs = r
+            .squashed
+            .iter()
+            .map(|f| f.last_chunk::<2>().copied())
+            .collect::<Option<Vec<[u8; 2]>>>();
+        if let Some(pairs) = &mut r.last_pairs {
+            pairs.sort_unstable();
+            pairs.dedup();
         }
         r
     }
@@ -170,8 +183,23 @@ impl Redactor {
         // squashed (lower-case, no separators) into a stack buffer, with a bit per position
         // where a word starts (after `_`/`-`, or at a camelCase hump).
         const CAP: usize = 64;
-        match name.bytes().rev().find(|c| *c != b'_' && *c != b'-') {
-            Some(last) if self.last_bytes[usize::from(last.to_ascii_lowercase())] => {}
+        let mut tail = name
+            .bytes()
+            .rev()
+            .filter(|c| *c != b'_' && *c != b'-')
+            .map(|c| c.to_ascii_lowercase());
+        match tail.next() {
+            Some(last) if self.last_bytes[usize::from(last)] => {
+                if let Some(pairs) = &self.last_pairs {
+                    // Every secret name has two bytes, so a one-byte name is none of them.
+                    let Some(before) = tail.next() else {
+                        return false;
+                    };
+                    if !pairs.contains(&[before, last]) {
+                        return false;
+                    }
+                }
+            }
             _ => return false,
         }
         let mut buf = [0u8; CAP];
