@@ -625,6 +625,24 @@ impl Flow {
         }
     }
 
+    /// Whether the events of a watched side have caught up with its state: an ack or reject,
+    /// fills adding up to the executed quantity, the cancel of a cancelled order. A state
+    /// from a poll can be ahead of a lagging stream; comparing then would report events as
+    /// missing that are still on their way. Always true when events are not watched.
+    pub fn events_complete(&self) -> bool {
+        if !self.events_watched {
+            return true;
+        }
+        let Some(state) = &self.state else {
+            return self.ack == Some(false);
+        };
+        let filled: f64 = self.fills.iter().map(|f| f.qty).sum();
+        self.ack.is_some()
+            && filled + 1e-9 >= state.executed_qty
+            && (!matches!(state.status.as_str(), "CANCELLED" | "CANCELED")
+                || self.sequence.contains(&Step::Cancelled))
+    }
+
     /// Whether the flow has ended (its state is final).
     pub fn is_final(&self, rules: &FlowRules) -> bool {
         self.state
@@ -1061,6 +1079,27 @@ mod tests {
         c2.events_watched = false;
         compare_flows(&FlowRules::default(), &p, &c2, (false, false), &mut out);
         assert!(out.is_empty());
+    }
+
+    #[test]
+    fn events_must_catch_up_with_a_polled_state() {
+        let mut f = Flow {
+            events_watched: true,
+            state: OrderState::from_json(
+                &json!({"status": "FILLED", "executed_qty": 0.5, "avg_price": 1.0}),
+            ),
+            ..Flow::default()
+        };
+        assert!(!f.events_complete());
+        f.apply_event("order_update", &json!({"status": "ACCEPTED"}));
+        assert!(!f.events_complete(), "the fill is still on its way");
+        f.apply_event("fill", &json!({"qty": 0.5, "price": 1.0}));
+        assert!(f.events_complete());
+        f.state = OrderState::from_json(&json!({"status": "CANCELLED"}));
+        assert!(!f.events_complete());
+        f.apply_event("order_update", &json!({"status": "CANCELLED"}));
+        assert!(f.events_complete());
+        assert!(Flow::default().events_complete(), "not watched");
     }
 
     #[test]

@@ -183,6 +183,9 @@ pub(crate) struct Flows {
     candidate_pool: ShadowPool,
     polls: Arc<Semaphore>,
     poll_timeout: Duration,
+    /// Whether order events came from each side's stream ([primary, candidate]): once both
+    /// are watched, every flow's events are compared (and waited for).
+    watched: [std::sync::atomic::AtomicBool; 2],
     /// Regression lines written (for the summary's line counts).
     pub lines: AtomicU64,
     /// Ignored lines written (unmapped ids).
@@ -224,6 +227,7 @@ impl Flows {
             candidate: s.candidate,
             polls: Arc::new(Semaphore::new(POLLS)),
             poll_timeout: s.poll_timeout,
+            watched: Default::default(),
             lines: AtomicU64::new(0),
             ignored_lines: AtomicU64::new(0),
         }
@@ -333,6 +337,7 @@ impl Flows {
         let Some(id) = data.get("client_order_id").and_then(Value::as_str) else {
             return;
         };
+        self.watched[usize::from(side == Side::Candidate)].store(true, Ordering::Relaxed);
         let primary_id = match side {
             Side::Primary => Some(id.to_owned()),
             Side::Candidate => self.ids.primary_of(ORDER, id),
@@ -382,13 +387,19 @@ impl Flows {
         let now = Instant::now();
         let mut done = Vec::new();
         let mut to_poll = Vec::new();
+        let watched = self.watched.iter().all(|w| w.load(Ordering::Relaxed));
         {
             let mut t = lock(&self.table);
             for (id, tr) in &mut t.flows {
+                if watched {
+                    tr.p.events_watched = true;
+                    tr.c.events_watched = true;
+                }
                 let finals = (tr.p.is_final(fr), tr.c.is_final(fr));
+                let caught_up = tr.p.events_complete() && tr.c.events_complete();
                 let quiet_now = now.duration_since(tr.last) >= quiet;
                 let expired = now.duration_since(tr.created) >= timeout;
-                if all || expired || (finals == (true, true) && quiet_now) {
+                if all || expired || (finals == (true, true) && caught_up && quiet_now) {
                     done.push(id.clone());
                 } else if poll
                     && quiet_now

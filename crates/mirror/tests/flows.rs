@@ -12,6 +12,10 @@ use shadowgate_sim::{SimServer, StatsSnapshot};
 
 use crate::util::{HttpClient, client, mirror, request, sim, url};
 
+/// These tests drive hundreds of orders each and count what the flows found: run one at a
+/// time, so a busy machine does not turn engine timing into findings.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Flow rules for two gateways speaking the python API.
 const PY_FLOW_RULES: &str = r#"
 [flows]
@@ -120,6 +124,7 @@ fn flow_kinds(s: &Summary) -> BTreeMap<String, u64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seeded_divergence_is_found_with_the_injected_counts() {
+    let _serial = SERIAL.lock().await;
     let primary = sim(&py_sim("")).await;
     let candidate = sim(&py_sim(
         "[engine.divergence]\nreject_fraction = 0.02\nfill_price_fraction = 0.01\nfill_price_offset = 0.001\n",
@@ -196,6 +201,7 @@ async fn seeded_divergence_is_found_with_the_injected_counts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn identical_profiles_show_no_flow_discrepancy() {
+    let _serial = SERIAL.lock().await;
     let primary = sim(&py_sim("")).await;
     let candidate = sim(&py_sim("")).await;
     let dir = tempfile::tempdir().unwrap();
@@ -230,6 +236,7 @@ async fn identical_profiles_show_no_flow_discrepancy() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_to_cpp_cancels_generated_ids_with_the_candidates_ids() {
+    let _serial = SERIAL.lock().await;
     let primary = sim("profile = \"python\"\nseed = 9\n[engine]\ntick = \"1h\"\n").await;
     let candidate =
         sim("profile = \"cpp\"\nseed = 9\n[engine]\ntick = \"1h\"\n[auth]\nenabled = false\n")
@@ -317,6 +324,116 @@ async fn python_to_cpp_cancels_generated_ids_with_the_candidates_ids() {
     assert!(
         groups.iter().any(|g| g.route == "/api/cancel"),
         "{groups:?}"
+    );
+    primary.shutdown().await;
+    candidate.shutdown().await;
+}
+
+/// Stream rules added to [`PY_FLOW_RULES`], so the mirror watches both order event streams
+/// while a client is subscribed through it.
+const STREAM_RULES: &str = r#"
+[[streams]]
+route = "/api/stream"
+window_ms = 500
+late_ms = 1000
+
+[[streams.events]]
+type = "order"
+primary = ["order_update", "order_state", "fill"]
+candidate = ["order_update", "order_state", "fill"]
+key = ["/type", "/client_order_id", "/status"]
+"#;
+
+/// Subscribes to the stream through the mirror until `stop` fires (bounded to 60 s).
+async fn subscribe(
+    c: HttpClient,
+    base: String,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> usize {
+    use http_body_util::{BodyExt, Full};
+    let req = http::Request::get(format!("{base}/api/stream"))
+        .body(Full::new(bytes::Bytes::new()))
+        .unwrap();
+    let resp = tokio::time::timeout(Duration::from_secs(10), c.request(req))
+        .await
+        .unwrap()
+        .unwrap();
+    let mut body = resp.into_body();
+    let mut n = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => return n,
+            _ = tokio::time::sleep_until(deadline) => return n,
+            f = body.frame() => match f {
+                Some(Ok(f)) => n += f.into_data().map_or(0, |d| d.len()),
+                _ => return n,
+            },
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_fill_events_are_missing_on_candidate_exactly() {
+    let _serial = SERIAL.lock().await;
+    let primary = sim(&py_sim("")).await;
+    let candidate = sim(&py_sim(
+        "[engine.divergence]\nreject_fraction = 0.02\nfill_price_fraction = 0.01\n[divergence]\ndropped_sse_fraction = 0.05\ndropped_sse_kinds = [\"fill\"]\n",
+    ))
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    // A flow whose fill event never comes is compared at its timeout: keep it short.
+    let text = format!("{PY_FLOW_RULES}\n{STREAM_RULES}")
+        .replace("timeout_ms = 8000", "timeout_ms = 4000");
+    let rules = shadowgate_mirror::parse_rules(&text, "flows.toml").unwrap();
+    let m = mirror(
+        &url(primary.local_addr()),
+        &url(candidate.local_addr()),
+        &out,
+        rules,
+        |_| {},
+    )
+    .await;
+    let c = client();
+    let base = url(m.local_addr());
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let reader = tokio::spawn(subscribe(c.clone(), base.clone(), stop_rx));
+    // The candidate's shared subscription is up once the client's stream is.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let n = 300;
+    let cancels = drive(&c, &base, "d-", n, 10, 4).await;
+    let s = finish(m, n as u64).await;
+    let _ = stop_tx.send(true);
+    let _ = reader.await;
+    let f = s.flows.as_ref().unwrap();
+    let injected = sim_stats(&c, &candidate).await.divergence;
+    let kinds = flow_kinds(&s);
+    eprintln!(
+        "{n} orders, {cancels} cancels: {kinds:?}; injected rejected {}, fill price {}, dropped fill events {}",
+        injected.rejected_orders, injected.fill_price_changed, injected.dropped_sse_events
+    );
+    assert_eq!(f.compared, n as u64);
+    assert!(injected.dropped_sse_events > 0, "{injected:?}");
+    assert_eq!(
+        kinds.get("missing-on-candidate").copied().unwrap_or(0),
+        injected.dropped_sse_events
+    );
+    assert_eq!(
+        kinds.get("state-mismatch").copied().unwrap_or(0),
+        injected.rejected_orders
+    );
+    assert_eq!(
+        kinds.get("fill-mismatch").copied().unwrap_or(0),
+        injected.fill_price_changed
+    );
+    let missing: Vec<_> = lines(&out)
+        .into_iter()
+        .filter(|l| l["kind"] == "missing-on-candidate")
+        .collect();
+    assert!(
+        missing.iter().all(|l| l["path"] == "/fills/0"),
+        "{missing:?}"
     );
     primary.shutdown().await;
     candidate.shutdown().await;
