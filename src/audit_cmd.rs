@@ -433,6 +433,12 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_audit_rules_are_the_built_in_defaults() {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/audit.toml");
+        assert_eq!(load_rules(Some(&p)).unwrap(), AuditRules::default());
+    }
+
+    #[test]
     fn rules_table_is_optional_and_checked() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("r.toml");

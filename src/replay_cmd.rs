@@ -280,6 +280,11 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     let permits = Arc::new(Semaphore::new(window));
     // The last request started per captured connection (finished ones are pruned).
     let mut last_of_conn: HashMap<u64, tokio::task::JoinHandle<()>> = HashMap::new();
+    let (end_tx, end_rx) = tokio::sync::watch::channel(false);
+    let streams = Streams {
+        end: end_rx,
+        open: Arc::default(),
+    };
     let t0 = Instant::now();
     for (conn, p) in prepared {
         let due = match args.pace {
@@ -297,9 +302,9 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
             break;
         };
         let (client, counts, base) = (client.clone(), Arc::clone(&counts), base.clone());
-        let timeout = args.timeout;
+        let (timeout, streams) = (args.timeout, streams.clone());
         let task = tokio::spawn(async move {
-            send(&client, &base, p, timeout, &counts).await;
+            send(&client, &base, p, timeout, &counts, &streams).await;
             drop(permit);
         });
         if last_of_conn.len() >= 1024 {
@@ -310,6 +315,7 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     for (_, t) in last_of_conn {
         let _ = t.await;
     }
+    let streams_held = streams.close(end_tx).await;
     let elapsed = t0.elapsed();
 
     // 4. Stop the mirror (it finishes comparisons and flows), mark the run as a replay.
@@ -326,6 +332,7 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         "sent": c(&counts.sent),
         "errors": c(&counts.errors),
         "skipped_body_omitted": skipped,
+        "event_streams": streams_held,
         "redacted_headers_not_sent": redacted,
         "duration_ms": elapsed.as_millis() as u64,
     });
@@ -364,12 +371,61 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Event streams opened by the replay: held open (and read) until the last request has been
+/// answered, so the events the replayed orders cause flow through the mirror's stream
+/// comparison; then closed together.
+#[derive(Debug, Clone)]
+struct Streams {
+    end: tokio::sync::watch::Receiver<bool>,
+    open: Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+impl Streams {
+    fn hold(&self, body: hyper::body::Incoming) {
+        let mut end = self.end.clone();
+        let task = tokio::spawn(async move {
+            let mut body = body;
+            loop {
+                tokio::select! {
+                    _ = end.wait_for(|e| *e) => break,
+                    frame = body.frame() => match frame {
+                        Some(Ok(_)) => {}
+                        _ => break,
+                    },
+                }
+            }
+        });
+        match self.open.lock() {
+            Ok(mut v) => v.push(task),
+            Err(p) => p.into_inner().push(task),
+        }
+    }
+
+    /// Closes every held stream (they end at once) and waits for them, bounded.
+    async fn close(self, end: tokio::sync::watch::Sender<bool>) -> usize {
+        let _ = end.send(true);
+        let tasks = match self.open.lock() {
+            Ok(mut v) => std::mem::take(&mut *v),
+            Err(p) => std::mem::take(&mut *p.into_inner()),
+        };
+        let n = tasks.len();
+        let all = async {
+            for t in tasks {
+                let _ = t.await;
+            }
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(5), all).await;
+        n
+    }
+}
+
 async fn send(
     client: &Client<HttpConnector, Full<Bytes>>,
     base: &str,
     p: Prepared,
     timeout: Duration,
     counts: &Counts,
+    streams: &Streams,
 ) {
     let uri = format!("{base}{}", p.path);
     let mut builder = hyper::Request::builder().method(p.method).uri(uri);
@@ -384,6 +440,15 @@ async fn send(
     let exchange = async {
         let resp = client.request(req).await.map_err(|e| e.to_string())?;
         let status = resp.status().as_u16();
+        let stream = resp
+            .headers()
+            .get(hyper::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|ct| ct.starts_with("text/event-stream"));
+        if stream {
+            streams.hold(resp.into_body());
+            return Ok(status);
+        }
         // Read the whole answer: the mirror compares once the primary's body has passed.
         resp.into_body()
             .collect()

@@ -151,6 +151,8 @@ fn audit_diff(dir: &Path, candidate: &Path, out: &str, run_dir: &Path) -> crate:
         candidate.display().to_string(),
         "--out".to_owned(),
         dir.join(out).display().to_string(),
+        "--rules".to_owned(),
+        format!("{}/scenarios/audit.toml", env!("CARGO_MANIFEST_DIR")),
     ];
     // The run's id map, when the mirror wrote one (ids the map does not know are used as
     // they are: these clients send their own).
