@@ -544,6 +544,15 @@ pub const VELOZ_ACTIONS: &[VelozAction] = &[
         &["login_failed"],
         Some(&[]),
     ),
+    // Authentication failures and rate-limit hits (free text in Python). The two gateways'
+    // limiters key their buckets differently (§3), so these may legitimately differ.
+    ("AUTH_FAILED", &["auth_failed"], &["auth_failed"], Some(&[])),
+    (
+        "RATE_LIMITED",
+        &["rate_limited"],
+        &["rate_limit_exceeded"],
+        Some(&[]),
+    ),
 ];
 
 impl Default for AuditRules {
