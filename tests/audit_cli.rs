@@ -354,3 +354,70 @@ fn bad_input_exits_2_naming_the_file_and_line() {
     assert_eq!(o.code(), Some(2));
     assert!(o.stderr.contains("nope.log"), "{}", o.stderr);
 }
+
+#[test]
+fn generated_ids_are_matched_through_the_runs_id_map() {
+    let tmp = crate::util::tempdir();
+    let dir = tmp.path();
+    let (py, cpp) = sims(dir, "13");
+    let out = dir.join("mirror-run");
+    let m = mirror(&py, &cpp, &out, &[]);
+    // No client ids: python answers `web-<ms>`, C++ `veloz_<ns>_<n>`; the mirror learns the
+    // pairs and rewrites the cancel for the candidate.
+    for i in 0..4 {
+        let (status, body) = crate::util::http(
+            m.addr,
+            "POST",
+            "/api/order",
+            Some(r#"{"side": "BUY", "symbol": "BTCUSDT", "qty": 0.01, "price": 42000}"#),
+        );
+        assert_eq!(status, 200, "{body}");
+        if i == 1 {
+            let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+            let id = v["client_order_id"].as_str().unwrap();
+            let cancel = format!(r#"{{"client_order_id": "{id}", "symbol": "BTCUSDT"}}"#);
+            let (status, _) = crate::util::http(m.addr, "POST", "/api/cancel", Some(&cancel));
+            assert_eq!(status, 200);
+        }
+    }
+    let (status, stderr) = m.signal_and_wait("TERM");
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    drop((py, cpp));
+    assert!(
+        out.join("ids.ndjson").exists(),
+        "the mirror writes its id map"
+    );
+
+    let with_map = audit_diff(dir, &dir.join("cpp-audit"), "with-map", &out);
+    assert_eq!(
+        with_map.code(),
+        Some(0),
+        "{}\n{}",
+        with_map.stdout,
+        with_map.stderr
+    );
+    let row = |o: &crate::util::Output, name: &str| -> Vec<String> {
+        let line = o.stdout.lines().find(|l| l.starts_with(name)).unwrap();
+        line.split_whitespace().skip(1).map(str::to_owned).collect()
+    };
+    assert_eq!(
+        row(&with_map, "ORDER_SUBMIT"),
+        ["4", "4", "4", "0", "0", "0"]
+    );
+    assert_eq!(
+        row(&with_map, "ORDER_CANCEL"),
+        ["1", "1", "1", "0", "0", "0"]
+    );
+
+    // Without the map the generated ids cannot be paired: every order is missing on one
+    // side and extra on the other.
+    let o = run(&[
+        "audit-diff",
+        dir.join("py-audit.log").to_str().unwrap(),
+        dir.join("cpp-audit").to_str().unwrap(),
+        "--out",
+        dir.join("no-map").to_str().unwrap(),
+    ]);
+    assert_eq!(o.code(), Some(1), "{}", o.stdout);
+    assert_eq!(row(&o, "ORDER_SUBMIT"), ["4", "4", "0", "4", "4", "0"]);
+}
