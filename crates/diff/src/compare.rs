@@ -244,9 +244,16 @@ pub struct Comparer {
     pattern: String,
     /// Document storage for the primary and the candidate body.
     arenas: [Arena; 2],
-    /// Differences of the previous comparison, recycled.
+    /// Differences beyond what the last comparison needed, recycled.
     pool: Vec<Difference>,
+    /// Signatures computed lately, by route hash, kind and pattern: alike differences recur
+    /// (the same field in every element, the same route request after request), and FNV-1a
+    /// goes one byte per multiply.
+    signatures: Vec<(u64, Kind, String, Signature)>,
 }
+
+/// How many signatures [`Comparer`] remembers.
+const SIGNATURE_CACHE: usize = 32;
 
 impl Comparer {
     /// A comparer with empty buffers.
@@ -256,9 +263,11 @@ impl Comparer {
 
     /// Compares `exchange` under `rules` into `out` (cleared first).
     pub fn compare(&mut self, rules: &RuleSet, exchange: &Exchange<'_>, out: &mut Comparison) {
-        // The previous answer's differences become spares (bounded by `max_differences`).
-        self.pool.append(&mut out.differences);
-        out.clear();
+        // The previous answer's differences stay where they are and are overwritten in place
+        // (every field), so reporting alike differences neither allocates nor moves them.
+        out.method.clear();
+        out.route.clear();
+        out.truncated = false;
         out.method
             .extend(exchange.method.chars().map(|c| c.to_ascii_uppercase()));
         let route = rules.route_for(exchange.method, exchange.path);
@@ -277,16 +286,21 @@ impl Comparer {
             limits: rules.limits(),
             sig_base: sig,
             diffs: &mut out.differences,
+            used: 0,
             truncated: false,
             path: &mut self.path,
             pattern: &mut self.pattern,
             arenas: &mut self.arenas,
             pool: &mut self.pool,
+            signatures: &mut self.signatures,
         };
         sink.status(exchange.primary.status, exchange.candidate.status);
         sink.headers(exchange.primary.headers, exchange.candidate.headers);
         sink.body(exchange.primary.body, exchange.candidate.body);
-        out.truncated = sink.truncated;
+        let (used, truncated) = (sink.used, sink.truncated);
+        out.truncated = truncated;
+        // The previous answer's surplus becomes spares (bounded by `max_differences`).
+        self.pool.extend(out.differences.drain(used..));
     }
 }
 
@@ -296,12 +310,15 @@ struct Sink<'r, 'o> {
     redactor: &'r Redactor,
     limits: &'r Limits,
     sig_base: Fnv,
+    /// This comparison's differences (`..used`), then the previous one's, to overwrite.
     diffs: &'o mut Vec<Difference>,
+    used: usize,
     truncated: bool,
     path: &'o mut String,
     pattern: &'o mut String,
     arenas: &'o mut [Arena; 2],
     pool: &'o mut Vec<Difference>,
+    signatures: &'o mut Vec<(u64, Kind, String, Signature)>,
 }
 
 /// A parsed body.
@@ -371,7 +388,7 @@ fn header_value(headers: &[(&str, &[u8])], name: &str) -> Option<String> {
 
 impl Sink<'_, '_> {
     fn room(&mut self) -> bool {
-        if self.diffs.len() >= self.limits.max_differences {
+        if self.used >= self.limits.max_differences {
             self.truncated = true;
             false
         } else {
@@ -379,18 +396,46 @@ impl Sink<'_, '_> {
         }
     }
 
-    fn signature(&self, pattern: &str, kind: Kind) -> Signature {
+    /// The signature of a difference of `kind` at `pattern`, from the cache when there.
+    fn signature(&mut self, pattern: &str, kind: Kind) -> Signature {
+        let base = self.sig_base.finish();
+        if let Some(&(.., sig)) = self
+            .signatures
+            .iter()
+            .find(|(b, k, p, _)| *b == base && *k == kind && same_text(p, pattern))
+        {
+            return sig;
+        }
         let mut h = self.sig_base;
         h.write(pattern.as_bytes())
             .sep()
             .write(kind.as_str().as_bytes());
-        Signature(h.finish())
+        let sig = Signature(h.finish());
+        if self.signatures.len() < SIGNATURE_CACHE {
+            self.signatures.push((base, kind, pattern.to_owned(), sig));
+        } else {
+            // Full: overwrite an entry picked by the signature's low bits (cheap, and
+            // spreads replacements).
+            let slot = &mut self.signatures[(sig.0 as usize) % SIGNATURE_CACHE];
+            slot.0 = base;
+            slot.1 = kind;
+            slot.2.clear();
+            slot.2.push_str(pattern);
+            slot.3 = sig;
+        }
+        sig
     }
 
-    /// A difference from the previous comparison, to refill: its strings keep their
-    /// capacity, so a steady stream of alike answers reports without allocating.
-    fn spare(&mut self) -> Difference {
-        self.pool.pop().unwrap_or_else(Difference::blank)
+    /// The index of the next difference to fill in: the previous comparison's difference at
+    /// that place when there is one (its strings keep their capacity, so a steady stream of
+    /// alike answers reports without allocating), else a spare.
+    fn next_slot(&mut self) -> usize {
+        if self.used == self.diffs.len() {
+            let d = self.pool.pop().unwrap_or_else(Difference::blank);
+            self.diffs.push(d);
+        }
+        self.used += 1;
+        self.used - 1
     }
 
     /// Pushes a difference whose path and pattern are in `self.path` / `self.pattern`.
@@ -403,19 +448,20 @@ impl Sink<'_, '_> {
         candidate: Value,
         detail: Option<&str>,
     ) {
-        let mut d = self.spare();
+        let i = self.next_slot();
+        let d = &mut self.diffs[i];
         d.path.clear();
         d.path.push_str(self.path);
         d.pattern.clear();
         d.pattern.push_str(self.pattern);
-        self.fill(d, kind, class, label, primary, candidate, detail);
+        self.fill(i, kind, class, label, primary, candidate, detail);
     }
 
-    /// Completes `d` (its `path` and `pattern` written) and pushes it.
+    /// Completes difference `i` (its `path` and `pattern` written).
     #[allow(clippy::too_many_arguments)]
     fn fill(
         &mut self,
-        mut d: Difference,
+        i: usize,
         kind: Kind,
         class: Class,
         label: Option<Label>,
@@ -423,7 +469,10 @@ impl Sink<'_, '_> {
         candidate: Value,
         detail: Option<&str>,
     ) {
-        let signature = self.signature(&d.pattern, kind);
+        let pattern = std::mem::take(&mut self.diffs[i].pattern);
+        let signature = self.signature(&pattern, kind);
+        let d = &mut self.diffs[i];
+        d.pattern = pattern;
         d.kind = kind;
         d.primary = primary;
         d.candidate = candidate;
@@ -438,7 +487,6 @@ impl Sink<'_, '_> {
             }
             (Some(text), slot) => *slot = Some(text.to_owned()),
         }
-        self.diffs.push(d);
     }
 
     fn status(&mut self, p: u16, c: u16) {
@@ -557,10 +605,11 @@ impl Sink<'_, '_> {
             v
         };
         let (pv, cv) = (prepare(p), prepare(c));
-        let mut d = self.spare();
+        let i = self.next_slot();
+        let d = &mut self.diffs[i];
         write_pointer(&mut d.path, path, false);
         write_pointer(&mut d.pattern, path, true);
-        self.fill(d, kind, class, label, pv, cv, detail);
+        self.fill(i, kind, class, label, pv, cv, detail);
     }
 
     /// A whole-body difference that is not a JSON walk (text, size, JSON vs text).
