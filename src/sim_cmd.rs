@@ -55,7 +55,8 @@ pub struct SimArgs {
     /// Simulator config file (TOML); flags given here override its values.
     ///
     /// Sections: engine, auth, rate_limit, sse, latency, faults, divergence, differences (cpp
-    /// only), metrics, server. See scenarios/sim/*.toml for annotated examples.
+    /// only), metrics, server, audit (`log` python, `dir` cpp). See scenarios/sim/*.toml for
+    /// annotated examples.
     #[arg(long, value_name = "FILE")]
     pub config: Option<std::path::PathBuf>,
 

@@ -78,7 +78,14 @@
 //! class and error, and shadow drops (budget and breaker) on the candidate's rows. Both are
 //! written every interval by the comparison thread and at shutdown; `discrepancies.ndjson`
 //! is flushed every interval. Differences are redacted by the comparison engine before they
-//! reach any file or endpoint; nothing from a request (headers, query, body) is written.
+//! reach any file or endpoint; nothing from a request (headers, query, body) is written,
+//! except to the capture file.
+//!
+//! **Capture** (`--capture FILE`, module `capture`): every request, with its body, arrival
+//! offset and client, appended as NDJSON for `shadowgate replay` — handed to a writer thread
+//! through a bounded queue (full: dropped and counted), secrets redacted with the rules'
+//! redactor unless `--capture-secrets`. Non-mirrored request bodies are read (up to the body
+//! limit) so the capture is complete; that is the only change to the primary path.
 //!
 //! **Learned noise** (`--secondary`): see module `analysis` — regression lines of routes the
 //! noise model observed are written at the end of the run with the final verdict.

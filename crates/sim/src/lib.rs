@@ -33,6 +33,8 @@
 //!   sequence answer the same, except for veloz-api.md §8's noise fields.
 //! - **Not the bottleneck.** Routing is a `match`, static headers are `from_static`, bodies
 //!   are `Bytes`, counters are relaxed atomics, nothing logs per request above `trace`.
+//! - **Audit logs** in each profile's format ([`audit`]: Python `[AUDIT]` lines, C++ daily
+//!   NDJSON files), off unless configured, so audit-log consistency can be tested.
 
 pub mod audit;
 pub mod auth;
