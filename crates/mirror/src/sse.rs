@@ -142,6 +142,12 @@ pub struct StreamSummary {
     pub tap_overflows: u64,
     /// Lines written to `discrepancies.ndjson`.
     pub lines: u64,
+    /// Of those, class `regression` (gaps included).
+    #[serde(default)]
+    pub regression_lines: u64,
+    /// Of those, class `noise`.
+    #[serde(default)]
+    pub noise_lines: u64,
 }
 
 /// What the stream thread needs.
@@ -763,6 +769,13 @@ impl Hub {
                 finding_lines(route, f, &mut lines);
             }
             st.sum.lines += lines.len() as u64;
+            for l in &lines {
+                match l.class {
+                    Class::Regression => st.sum.regression_lines += 1,
+                    Class::Noise => st.sum.noise_lines += 1,
+                    Class::Ignored => {}
+                }
+            }
         }
         for l in &lines {
             self.write(l);
@@ -925,6 +938,7 @@ fn difference_line(
 /// The line for a candidate gap, with its counters added to the summary.
 fn gap_line(st: &mut RouteState, gap: Duration, at_end: bool) -> Discrepancy {
     st.sum.gaps += 1;
+    st.sum.regression_lines += 1;
     st.sum.gap_ms += u64::try_from(gap.as_millis()).unwrap_or(u64::MAX);
     st.sum.events_in_gaps += st.events_in_gap;
     let mut d = line(&st.route, DiscrepancyKind::NotCompared, "gap", "");

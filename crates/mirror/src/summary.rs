@@ -199,7 +199,7 @@ pub struct Summary {
     /// Learned noise (with `--secondary`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub learned_noise: Option<Vec<LearnedNoise>>,
-    /// Event streams, per route (their lines are counted here, not in `lines`).
+    /// Event streams, per route (their lines are in `lines` too).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub streams: Vec<crate::sse::StreamSummary>,
     /// Order flows and the id map (when the rules track them).
@@ -239,6 +239,18 @@ impl Summary {
         let line = |k: &str| state.lines.get(k).copied().unwrap_or(0);
         let flows = shared.shadow.flows.as_ref();
         // Flow lines go to the same file: counted with the exchanges' lines.
+        // Stream lines go to the same file too: [regression, noise, ignored].
+        let streams = shared.sse.summary();
+        let stream_lines = |class: usize| -> u64 {
+            streams
+                .iter()
+                .map(|s| match class {
+                    0 => s.regression_lines,
+                    1 => s.noise_lines,
+                    _ => s.lines.saturating_sub(s.regression_lines + s.noise_lines),
+                })
+                .sum()
+        };
         let flow_lines = |ignored: bool| {
             flows.map_or(0, |f| {
                 if ignored {
@@ -267,16 +279,16 @@ impl Summary {
             },
             comparisons: state.outcomes,
             lines: Lines {
-                regression: line("regression") + flow_lines(false),
-                noise: line("noise"),
-                ignored: line("ignored") + flow_lines(true),
+                regression: line("regression") + flow_lines(false) + stream_lines(0),
+                noise: line("noise") + stream_lines(1),
+                ignored: line("ignored") + flow_lines(true) + stream_lines(2),
                 held_back: state.held as u64,
             },
             write_errors: state.write_errors,
             routes,
             groups: if groups { state.groups() } else { Vec::new() },
             learned_noise: state.learned(),
-            streams: shared.sse.summary(),
+            streams,
             flows: flows.map(|f| f.summary()),
         }
     }

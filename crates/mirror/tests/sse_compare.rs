@@ -238,6 +238,7 @@ async fn hundred_clients_share_one_candidate_subscription_and_get_the_primarys_b
         sse_lines(&out)
     );
     assert_eq!(s.gaps, 0);
+    assert_eq!((s.regression_lines, summary.lines.regression), (0, 0));
     assert!(s.lag_p50_us.is_some());
     eprintln!(
         "identical: matched {} absorbed {} unreported {} lag p50 {:?} us p99 {:?} us",
@@ -309,6 +310,7 @@ async fn dropped_fill_events_are_reported_missing_exactly() {
         missing.iter().all(|d| d.primary["type"] == "fill"),
         "{missing:?}"
     );
+    assert!(summary.lines.regression >= injected, "{:?}", summary.lines);
     // The counts are in the manifest too.
     let run = Run::open(&out).unwrap();
     let streams = &run.manifest.extra["mirror"]["streams"][0];
