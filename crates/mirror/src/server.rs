@@ -189,6 +189,7 @@ pub async fn start(
                 Some(f) => Arc::clone(&f.ids) as Arc<dyn crate::sse::CandidateIds>,
                 None => Arc::new(crate::sse::SameIds),
             },
+            metrics: Arc::clone(&metrics),
         })
         .map_err(MirrorError::Thread)?,
     );

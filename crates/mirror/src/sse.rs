@@ -159,6 +159,8 @@ pub(crate) struct SseSetup {
     pub recorder: LatencyRecorder,
     pub orders: Arc<dyn OrderEventSink>,
     pub ids: Arc<dyn CandidateIds>,
+    /// `/metrics`: stream lines count in the discrepancy counters like any other.
+    pub metrics: Arc<crate::stats::Metrics>,
 }
 
 enum Msg {
@@ -740,6 +742,20 @@ impl Hub {
     }
 
     fn write(&self, d: &Discrepancy) {
+        self.setup
+            .metrics
+            .discrepancies
+            .get_or_create(&crate::stats::DiscrepancyLabels {
+                method: d.method.clone(),
+                route: d.route.clone(),
+                kind: d.kind.as_str(),
+                class: match d.class {
+                    Class::Regression => "regression",
+                    Class::Noise => "noise",
+                    Class::Ignored => "ignored",
+                },
+            })
+            .inc();
         if let Err(e) = self.setup.writer.write(d) {
             tracing::warn!(error = %e, "a stream discrepancy line could not be written");
         }

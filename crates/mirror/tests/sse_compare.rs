@@ -285,9 +285,30 @@ async fn dropped_fill_events_are_reported_missing_exactly() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let _ = stop_tx.send(true);
     let _ = reader.await.unwrap();
+    // `/metrics` counts the stream lines like any other discrepancy line.
+    let injected = c.stats().divergence.dropped_sse_events;
+    let admin = url(mirror.admin_addr().unwrap());
+    let want = format!(" {injected}");
+    let mut text = String::new();
+    for _ in 0..50 {
+        text =
+            String::from_utf8_lossy(&util::get(&client(), &format!("{admin}/metrics")).await.body)
+                .into_owned();
+        if text
+            .lines()
+            .any(|l| l.contains("kind=\"sse-missing\"") && l.ends_with(&want))
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        text.lines()
+            .any(|l| l.contains("kind=\"sse-missing\"") && l.ends_with(&want)),
+        "{text}"
+    );
     let summary = mirror.shutdown().await.unwrap();
     let s = &summary.streams[0];
-    let injected = c.stats().divergence.dropped_sse_events;
     eprintln!(
         "dropped fills: injected {injected}, counts {:?}, lag p50 {:?} us p99 {:?} us",
         s.counts, s.lag_p50_us, s.lag_p99_us
@@ -311,6 +332,7 @@ async fn dropped_fill_events_are_reported_missing_exactly() {
         "{missing:?}"
     );
     assert!(summary.lines.regression >= injected, "{:?}", summary.lines);
+
     // The counts are in the manifest too.
     let run = Run::open(&out).unwrap();
     let streams = &run.manifest.extra["mirror"]["streams"][0];
