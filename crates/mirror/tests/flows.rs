@@ -458,3 +458,68 @@ async fn dropped_fill_events_are_missing_on_candidate_exactly() {
     primary.shutdown().await;
     candidate.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cpp_to_cpp_rewrites_path_ids_and_shows_no_flow_regression() {
+    let _serial = SERIAL.lock().await;
+    let cpp = "profile = \"cpp\"\nseed = 3\n[engine]\ntick = \"1h\"\n[auth]\nenabled = false\n";
+    let primary = sim(cpp).await;
+    let candidate = sim(cpp).await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let rules = shadowgate_mirror::load_rules(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scenarios/veloz-cpp.toml"),
+    )
+    .unwrap();
+    let m = mirror(
+        &url(primary.local_addr()),
+        &url(candidate.local_addr()),
+        &out,
+        rules,
+        |_| {},
+    )
+    .await;
+    let c = client();
+    let base = url(m.local_addr());
+    let n = 20;
+    let mut cancelled = 0;
+    for i in 0..n {
+        // Generated ids (`veloz_<ns>_<n>`) differ per gateway.
+        let r = request(
+            &c,
+            Method::POST,
+            &format!("{base}/api/orders"),
+            &[("content-type", "application/json")],
+            r#"{"side":"buy","symbol":"BTCUSDT","qty":0.001,"price":42000}"#,
+        )
+        .await;
+        assert_eq!(r.status, 200);
+        let id = r.json()["data"]["client_order_id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        if i % 2 == 0 {
+            let r = request(
+                &c,
+                Method::DELETE,
+                &format!("{base}/api/orders/{id}"),
+                &[],
+                "",
+            )
+            .await;
+            assert_eq!(r.status, 200);
+            cancelled += 1;
+        }
+    }
+    let s = finish(m, n).await;
+    let f = s.flows.as_ref().unwrap();
+    assert_eq!(f.compared, n);
+    assert!(flow_kinds(&s).is_empty(), "{:?}", f.groups);
+    assert_eq!(f.ids.rewritten, cancelled);
+    assert_eq!(
+        candidate.stats().requests_on("DELETE /api/orders/{id}"),
+        cancelled
+    );
+    primary.shutdown().await;
+    candidate.shutdown().await;
+}
