@@ -1030,6 +1030,84 @@ mod tests {
         assert_eq!(percent_decode("a%20b+c%2"), "a b c%2");
     }
 
+    fn tracker(dir: &std::path::Path) -> Arc<Flows> {
+        let run = shadowgate_record::RunWriter::create(
+            dir.join("run"),
+            shadowgate_record::Manifest::new(shadowgate_record::RunKind::Mirror, "t"),
+        )
+        .unwrap();
+        let rules = crate::rules_file::parse_rules("[flows]\nenabled = true\n", "t.toml").unwrap();
+        Arc::new(Flows::new(FlowSetup {
+            rules: Arc::new(rules),
+            ids: Arc::new(Correlator::new(Duration::from_secs(60), 100, None).unwrap()),
+            writer: run.discrepancies().unwrap(),
+            primary: Upstream::parse("primary", "http://127.0.0.1:9").unwrap(),
+            candidate: Upstream::parse("candidate", "http://127.0.0.1:10").unwrap(),
+            connect_timeout: Duration::from_secs(1),
+            poll_timeout: Duration::from_secs(1),
+            opened: (Default::default(), Default::default()),
+        }))
+    }
+
+    #[tokio::test]
+    async fn events_before_the_mapping_are_held_and_the_flow_compared() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = tracker(dir.path());
+        f.begin("web-1", 200, "POST", "/api/order");
+        // The candidate's events race ahead of its answer: held until the id is learned.
+        let ev = |side, name: &str, v: Value| f.on_order_event(side, name, &v);
+        ev(
+            Side::Candidate,
+            "order-update",
+            serde_json::json!({"type": "order_update", "client_order_id": "veloz_1", "status": "ACCEPTED"}),
+        );
+        ev(
+            Side::Primary,
+            "order_update",
+            serde_json::json!({"client_order_id": "web-1", "status": "ACCEPTED"}),
+        );
+        f.submitted("web-1", Some((200, Some("veloz_1".into()))));
+        for (side, id, price) in [
+            (Side::Primary, "web-1", 100.0),
+            (Side::Candidate, "veloz_1", 101.0),
+        ] {
+            ev(
+                side,
+                "fill",
+                serde_json::json!({"client_order_id": id, "qty": 0.5, "price": price}),
+            );
+            ev(
+                side,
+                "order_state",
+                serde_json::json!({"client_order_id": id, "status": "FILLED", "executed_qty": 0.5, "avg_price": price}),
+            );
+        }
+        // Orders not placed through the mirror are ignored.
+        ev(
+            Side::Primary,
+            "fill",
+            serde_json::json!({"client_order_id": "other", "qty": 1, "price": 1}),
+        );
+        assert_eq!(f.open(), 1);
+        f.sweep(true);
+        let s = f.summary();
+        assert_eq!((s.compared, s.differing, s.open), (1, 1, 0));
+        assert_eq!(s.by_kind.get("fill-mismatch"), Some(&1));
+        assert_eq!(s.groups[0].steps, "fills,final");
+        assert_eq!(s.ids.learned, 1);
+    }
+
+    #[tokio::test]
+    async fn a_failed_candidate_submit_is_counted_not_compared() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = tracker(dir.path());
+        f.begin("web-2", 200, "POST", "/api/order");
+        f.submitted("web-2", Some((400, None)));
+        f.sweep(true);
+        let s = f.summary();
+        assert_eq!((s.tracked, s.compared, s.submit_failed), (1, 0, 1));
+    }
+
     #[test]
     fn signatures_group_by_kind_and_steps() {
         assert_eq!(
