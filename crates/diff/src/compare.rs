@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use similar::{Algorithm, DiffTag, capture_diff_slices};
 
-use crate::doc::{Arena, Doc, Entry, Node, SMALL_OBJECT, fingerprint, same_text};
+use crate::doc::{Arena, Doc, Entry, Node, SMALL_OBJECT, same_text};
 use crate::labels::{Label, label_pair};
 use crate::normalize::KeySpec;
 use crate::pointer::{Seg, escape_into, write_pointer};
@@ -684,7 +684,6 @@ impl Sink<'_, '_> {
                     p: pd,
                     c: cd,
                     stack: Vec::with_capacity(16),
-                    fps: Vec::with_capacity(64),
                     notes: Vec::new(),
                     detail_ready: false,
                     detail: String::new(),
@@ -780,8 +779,6 @@ struct Walk<'s, 'r, 'o, 'v, 'd> {
     p: &'v Doc<'d>,
     c: &'v Doc<'d>,
     stack: Vec<Seg<'v>>,
-    /// Key fingerprints of the candidate objects being walked, outermost first.
-    fps: Vec<u64>,
     notes: Vec<Note<'v, 'd>>,
     /// Whether `detail` holds the text for the current notes: it is built on the first
     /// difference that needs it (an element often has several differences).
@@ -924,25 +921,20 @@ impl<'r: 'v, 'v, 'd> Walk<'_, 'r, '_, 'v, 'd> {
     }
 
     /// [`Walk::object`] when the candidate object has at most [`SMALL_OBJECT`] members:
-    /// the candidate's keys are fingerprinted once (on a stack shared with nested objects),
     /// each primary key is looked for first at its own slot (one producer lists members in
-    /// one order), then by fingerprint; matched candidate members are one bit each, so the
-    /// extras need no reverse lookups. Differences come out in the same order.
+    /// one order), then by an inlined scan (lengths first, short keys as machine words);
+    /// matched candidate members are one bit each, so the extras need no reverse lookups.
+    /// Differences come out in the same order.
     fn small_object(&mut self, pi: u32, c_entries: &'v [Entry<'d>]) {
         let (p, c) = (self.p, self.c);
-        let base = self.fps.len();
-        self.fps
-            .extend(c_entries.iter().map(|e| fingerprint(c.text(e.key))));
         let mut matched: u64 = 0;
         for (slot, k, pv) in p.member_slots(pi) {
             if self.full() {
                 break;
             }
-            let want = fingerprint(k);
-            let fps = &self.fps[base..];
             let is = |j: usize| {
                 let e = &c_entries[j];
-                fps[j] == want && e.live && same_text(c.text(e.key), k)
+                e.live && same_text(c.text(e.key), k)
             };
             let found = if slot < c_entries.len() && is(slot) {
                 Some(slot)
@@ -959,7 +951,6 @@ impl<'r: 'v, 'v, 'd> Walk<'_, 'r, '_, 'v, 'd> {
             }
             self.stack.pop();
         }
-        self.fps.truncate(base);
         for (j, e) in c_entries.iter().enumerate() {
             if self.full() {
                 return;
