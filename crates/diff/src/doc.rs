@@ -651,7 +651,16 @@ impl<'a> Doc<'a> {
     /// machine words).
     fn anywhere_small(&mut self, start: u32, len: u32, n: &'a Normalization) {
         let slots = range(start, len);
-        let find = |doc: &Self, key: &str| {
+        // One bit per key length present (lengths of 64 and more share the top bit; a
+        // rename adds its new length): most rules name a length the object lacks.
+        let bit = |key: &str| 1u64 << key.len().min(63);
+        let mut lens = self.entries[slots.clone()]
+            .iter()
+            .fold(0u64, |acc, e| acc | bit(self.text(e.key)));
+        let find = |doc: &Self, lens: u64, key: &str| {
+            if lens & bit(key) == 0 {
+                return None;
+            }
             slots.clone().find(|&k| {
                 let e = doc.entries[k];
                 e.live && same_text(doc.text(e.key), key)
@@ -660,25 +669,26 @@ impl<'a> Doc<'a> {
         for r in &n.rename {
             if let FieldSelector::Anywhere(from) = &r.from
                 && *from != r.to
-                && let Some(slot) = find(self, from)
+                && let Some(slot) = find(self, lens, from)
             {
                 // The renamed member replaces an existing one of the new name.
-                if let Some(old) = find(self, &r.to) {
+                if let Some(old) = find(self, lens, &r.to) {
                     self.entries[old].live = false;
                 }
                 self.entries[slot].key = Str::Ref(&r.to);
+                lens |= bit(&r.to);
             }
         }
         for m in &n.map_values {
             if let FieldSelector::Anywhere(field) = &m.at
-                && let Some(slot) = find(self, field)
+                && let Some(slot) = find(self, lens, field)
             {
                 self.map_value(self.entries[slot].val, &m.map);
             }
         }
         for d in &n.drop {
             if let FieldSelector::Anywhere(field) = d
-                && let Some(slot) = find(self, field)
+                && let Some(slot) = find(self, lens, field)
             {
                 self.entries[slot].live = false;
             }
@@ -1193,6 +1203,28 @@ impl<'a> Parser<'a> {
     /// Reads digits into `mant` (flagging overflow); returns how many there were.
     fn digits_into(&mut self, mant: &mut u64, overflow: &mut bool) -> i32 {
         let mut n = 0;
+        // Eight digits per step while they fit (nanosecond timestamps have 19), then one by
+        // one; the per-digit loop also notes an overflow at the exact digit.
+        while !*overflow
+            && let Some(chunk) = self
+                .bytes()
+                .get(self.pos..)
+                .and_then(<[u8]>::first_chunk::<8>)
+        {
+            let w = u64::from_le_bytes(*chunk);
+            let Some(eight) = eight_digits(w) else {
+                break;
+            };
+            let Some(m) = mant
+                .checked_mul(100_000_000)
+                .and_then(|m| m.checked_add(eight))
+            else {
+                break;
+            };
+            *mant = m;
+            self.pos += 8;
+            n += 8;
+        }
         while let Some(d @ b'0'..=b'9') = self.peek() {
             match mant
                 .checked_mul(10)
@@ -1349,6 +1381,24 @@ fn plain_run(bytes: &[u8]) -> usize {
         i += 8;
     }
     i
+}
+
+/// The value of eight ASCII digits read as a little-endian word (first digit lowest), or
+/// `None` when any byte is not a digit. SWAR: pairs, then quads, then the eight combine in
+/// three multiplies.
+fn eight_digits(w: u64) -> Option<u64> {
+    let all_digits = w & 0xF0F0_F0F0_F0F0_F0F0 == 0x3030_3030_3030_3030
+        && w.wrapping_add(0x0606_0606_0606_0606) & 0xF0F0_F0F0_F0F0_F0F0 == 0x3030_3030_3030_3030;
+    if !all_digits {
+        return None;
+    }
+    let v = w - 0x3030_3030_3030_3030;
+    // Each byte pair (d0, d1) becomes 10*d0 + d1 in the low byte of the pair.
+    let v = (v * 10 + (v >> 8)) & 0x00FF_00FF_00FF_00FF;
+    // Each 4-byte group becomes 100*p0 + p1 in its low 16 bits.
+    let v = (v * 100 + (v >> 16)) & 0x0000_FFFF_0000_FFFF;
+    // The two groups: 10000*q0 + q1.
+    Some((v * 10000 + (v >> 32)) & 0xFFFF_FFFF)
 }
 
 /// Powers of ten that are exact in an `f64`.
@@ -1618,6 +1668,21 @@ mod tests {
                 for (x, y) in [(&a, &b), (&a, &a), (&c, &a), (&c, &c)] {
                     prop_assert_eq!(same_text(x, y), x == y);
                 }
+            }
+
+            #[test]
+            fn eight_digits_agrees_with_parsing(bytes in proptest::array::uniform8(prop_oneof![b'0'..=b'9', any::<u8>()])) {
+                let want = std::str::from_utf8(&bytes)
+                    .ok()
+                    .filter(|t| t.bytes().all(|b| b.is_ascii_digit()))
+                    .and_then(|t| t.parse::<u64>().ok());
+                prop_assert_eq!(eight_digits(u64::from_le_bytes(bytes)), want);
+            }
+
+            #[test]
+            fn eight_digits_reads_every_digit_string(text in "[0-9]{8}") {
+                let bytes: [u8; 8] = text.as_bytes().try_into().unwrap();
+                prop_assert_eq!(eight_digits(u64::from_le_bytes(bytes)), Some(text.parse::<u64>().unwrap()));
             }
 
             #[test]
