@@ -250,6 +250,19 @@ pub struct Comparer {
     /// (the same field in every element, the same route request after request), and FNV-1a
     /// goes one byte per multiply.
     signatures: Vec<(u64, Kind, String, Signature)>,
+    /// Buffers of keyed-array matching.
+    keyed: KeyedScratch,
+}
+
+/// Reused buffers of [`Walk::keyed`] (a nested keyed array finds them taken and allocates).
+#[derive(Debug, Default)]
+struct KeyedScratch {
+    ka: Vec<Option<u32>>,
+    kb: Vec<Option<u32>>,
+    index: Vec<(u64, usize)>,
+    used: Vec<bool>,
+    keyless_a: Vec<usize>,
+    keyless_b: Vec<usize>,
 }
 
 /// How many signatures [`Comparer`] remembers.
@@ -293,6 +306,7 @@ impl Comparer {
             arenas: &mut self.arenas,
             pool: &mut self.pool,
             signatures: &mut self.signatures,
+            keyed: &mut self.keyed,
         };
         sink.status(exchange.primary.status, exchange.candidate.status);
         sink.headers(exchange.primary.headers, exchange.candidate.headers);
@@ -319,6 +333,7 @@ struct Sink<'r, 'o> {
     arenas: &'o mut [Arena; 2],
     pool: &'o mut Vec<Difference>,
     signatures: &'o mut Vec<(u64, Kind, String, Signature)>,
+    keyed: &'o mut KeyedScratch,
 }
 
 /// A parsed body.
@@ -1073,17 +1088,31 @@ impl<'r: 'v, 'v, 'd> Walk<'_, 'r, '_, 'v, 'd> {
     }
 
     fn keyed(&mut self, a: &'v [u32], b: &'v [u32], key: &'v KeySpec) {
+        let mut scratch = std::mem::take(self.sink.keyed);
+        self.keyed_with(a, b, key, &mut scratch);
+        *self.sink.keyed = scratch;
+    }
+
+    fn keyed_with(&mut self, a: &'v [u32], b: &'v [u32], key: &'v KeySpec, s: &mut KeyedScratch) {
         let (p, c) = (self.p, self.c);
-        let ka: Vec<Option<u32>> = a.iter().map(|&e| p.key_of(e, key)).collect();
-        let kb: Vec<Option<u32>> = b.iter().map(|&e| c.key_of(e, key)).collect();
-        let mut index: Vec<(u64, usize)> = kb
-            .iter()
-            .enumerate()
-            .filter_map(|(j, k)| k.map(|k| (c.hash(k), j)))
-            .collect();
-        index.sort_unstable();
-        let mut used = vec![false; b.len()];
-        let mut keyless_a = Vec::new();
+        s.ka.clear();
+        s.ka.extend(a.iter().map(|&e| p.key_of(e, key)));
+        s.kb.clear();
+        s.kb.extend(b.iter().map(|&e| c.key_of(e, key)));
+        let (ka, kb) = (&s.ka, &s.kb);
+        s.index.clear();
+        s.index.extend(
+            kb.iter()
+                .enumerate()
+                .filter_map(|(j, k)| k.map(|k| (c.hash(k), j))),
+        );
+        s.index.sort_unstable();
+        let index = &s.index;
+        s.used.clear();
+        s.used.resize(b.len(), false);
+        let used = &mut s.used;
+        s.keyless_a.clear();
+        let keyless_a = &mut s.keyless_a;
         for (i, &pe) in a.iter().enumerate() {
             if self.full() {
                 return;
@@ -1116,7 +1145,10 @@ impl<'r: 'v, 'v, 'd> Walk<'_, 'r, '_, 'v, 'd> {
             self.detail_ready = false;
         }
         // Elements without the key are compared in order among themselves.
-        let keyless_b: Vec<usize> = (0..b.len()).filter(|&j| kb[j].is_none()).collect();
+        s.keyless_b.clear();
+        s.keyless_b
+            .extend((0..b.len()).filter(|&j| kb[j].is_none()));
+        let keyless_b = &s.keyless_b;
         for (n, &i) in keyless_a.iter().enumerate() {
             match keyless_b.get(n) {
                 Some(&j) => self.at_index(i, |w| w.value(a[i], b[j])),
