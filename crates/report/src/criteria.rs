@@ -439,13 +439,14 @@ fn criterion(
         && !matches!(
             expr.metric,
             Metric::Latency(_)
+                | Metric::SseLag(_)
                 | Metric::ErrorRate
                 | Metric::Throughput
                 | Metric::Requests
                 | Metric::Errors
                 | Metric::Discrepancies
         )
-        && !matches!(&expr.metric, Metric::Ratio(m, _) if matches!(**m, Metric::Latency(_) | Metric::ErrorRate | Metric::Throughput))
+        && !matches!(&expr.metric, Metric::Ratio(m, _) if matches!(**m, Metric::Latency(_) | Metric::SseLag(_) | Metric::ErrorRate | Metric::Throughput))
     {
         v.push(
             Some(line),

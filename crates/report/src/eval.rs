@@ -21,6 +21,7 @@ use crate::error::ReportError;
 use crate::expr::{self, Agg, LatencyStat, Metric};
 use crate::measure::Measurements;
 use crate::model::*;
+use crate::sections;
 use crate::stats;
 use crate::units::{self, Dimension};
 
@@ -240,6 +241,13 @@ fn measure(
                 Some(h) => Measured::Value(latency_stat(&h, *stat), Some(samples(h.len()))),
             }
         }
+        Metric::SseLag(stat) => match m.latency(target, route, &Measure::Other("lag".into())) {
+            None => Measured::NoData(format!(
+                "no SSE lag samples (`;lag` series) for {}: no event stream was compared",
+                scope()
+            )),
+            Some(h) => Measured::Value(latency_stat(&h, *stat), Some(samples(h.len()))),
+        },
         Metric::ErrorRate | Metric::Requests | Metric::Errors => match m.counts(target, route) {
             None => Measured::NoData(format!("no counts.csv rows for {}", scope())),
             Some(c) => {
@@ -328,15 +336,27 @@ fn measure(
                         .into(),
                 );
             }
+            if sel.get("kind").is_some_and(expr::only_audit) && !m.audited() {
+                return Measured::NoData(
+                    "no audit-diff run among the run directories: run shadowgate audit-diff \
+                     PRIMARY_LOG CANDIDATE_LOG --out DIR and pass DIR to the report too"
+                        .into(),
+                );
+            }
             let class = sel.get("class").unwrap_or("regression");
+            let streams = m.stream_routes();
             let n = m
                 .discrepancies()
                 .iter()
                 .filter(|d| {
                     (class == "any" || class_name(d.class) == class)
-                        && sel
-                            .get("kind")
-                            .is_none_or(|k| expr::kind_matches(k, d.kind.as_str()))
+                        && sel.get("kind").is_none_or(|k| {
+                            expr::line_matches(
+                                k,
+                                d.kind.as_str(),
+                                sections::classify(d, &streams).name(),
+                            )
+                        })
                         && route.is_none_or(|r| r.matches(&d.method, &d.route))
                 })
                 .count();
@@ -627,42 +647,82 @@ fn comparison(m: &Measurements, alpha: f64) -> Option<Comparison> {
     })
 }
 
-const FLOW_KINDS: [&str; 5] = [
-    "missing-on-candidate",
-    "extra-on-candidate",
-    "state-mismatch",
-    "fill-mismatch",
-    "sequence-mismatch",
-];
-
 fn discrepancies(m: &Measurements) -> Discrepancies {
-    type Key = (u8, String, String, String, String, Class);
+    // Regressions first; within a class, sections in report order, then route, kind, and the
+    // place (the path, or for order flows the set of differing steps).
+    type Key = (u8, SectionKind, String, String, String, String, Class);
+    let streams = m.stream_routes();
     let mut groups: BTreeMap<Key, (Group, BTreeSet<String>)> = BTreeMap::new();
+    let mut totals: BTreeMap<SectionKind, SectionTotals> = SectionKind::ALL
+        .iter()
+        .map(|s| {
+            (
+                *s,
+                SectionTotals {
+                    section: *s,
+                    title: s.title().to_owned(),
+                    total: 0,
+                    regression: 0,
+                    noise: 0,
+                    ignored: 0,
+                    groups: 0,
+                },
+            )
+        })
+        .collect();
     let mut out = Discrepancies {
         compared: m.compared(),
         ..Discrepancies::default()
     };
     for d in m.discrepancies() {
+        let section = sections::classify(d, &streams);
         out.total += 1;
+        let t = totals.entry(section).or_insert_with(|| SectionTotals {
+            section,
+            title: section.title().to_owned(),
+            total: 0,
+            regression: 0,
+            noise: 0,
+            ignored: 0,
+            groups: 0,
+        });
+        t.total += 1;
         match d.class {
-            Class::Regression => out.regression += 1,
-            Class::Noise => out.noise += 1,
-            Class::Ignored => out.ignored += 1,
-        }
-        if FLOW_KINDS.contains(&d.kind.as_str()) {
-            out.flow += 1;
+            Class::Regression => {
+                out.regression += 1;
+                t.regression += 1;
+            }
+            Class::Noise => {
+                out.noise += 1;
+                t.noise += 1;
+            }
+            Class::Ignored => {
+                out.ignored += 1;
+                t.ignored += 1;
+            }
         }
         let rank = match d.class {
             Class::Regression => 0,
             Class::Noise => 1,
             Class::Ignored => 2,
         };
+        let steps = if section == SectionKind::Flow {
+            sections::steps(d)
+        } else {
+            Vec::new()
+        };
+        let place = if steps.is_empty() {
+            d.path.clone()
+        } else {
+            steps.join(",")
+        };
         let key = (
             rank,
+            section,
             d.route.clone(),
             d.method.clone(),
             d.kind.as_str().to_owned(),
-            d.path.clone(),
+            place,
             d.class,
         );
         let (g, flows) = groups.entry(key).or_insert_with(|| {
@@ -677,6 +737,9 @@ fn discrepancies(m: &Measurements) -> Discrepancies {
                     flows: 0,
                     label: d.label.clone(),
                     samples: Vec::new(),
+                    section,
+                    orders: Vec::new(),
+                    steps,
                 },
                 BTreeSet::new(),
             )
@@ -693,6 +756,11 @@ fn discrepancies(m: &Measurements) -> Discrepancies {
                 candidate: d.candidate.clone(),
                 detail: d.detail.clone(),
             });
+            if section == SectionKind::Flow
+                && let Some(pair) = sections::order_pair(d)
+            {
+                g.orders.push(pair);
+            }
         }
     }
     let mut list: Vec<(u8, Group)> = groups
@@ -705,6 +773,17 @@ fn discrepancies(m: &Measurements) -> Discrepancies {
     // Regressions first, then the largest groups; ties keep route order (stable sort).
     list.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.count.cmp(&a.1.count)));
     out.groups = list.into_iter().map(|(_, g)| g).collect();
+    for g in &out.groups {
+        if let Some(t) = totals.get_mut(&g.section) {
+            t.groups += 1;
+        }
+    }
+    out.flow = totals.get(&SectionKind::Flow).map_or(0, |t| t.total);
+    out.sections = totals.into_values().collect();
+    out.flows = sections::flow_facts(m);
+    out.ids = sections::id_correlation(m);
+    out.streams = sections::stream_routes(m);
+    out.audit = sections::audit_facts(m);
     out
 }
 

@@ -127,6 +127,9 @@ pub enum Metric {
     AuthFailureRate,
     /// 1 while the health check passes, 0 when it fails (live checks only).
     HealthOk,
+    /// Event lag of the target's SSE streams (candidate event minus primary event), from
+    /// its `;lag` series: `sse_lag_p50`, `sse_lag_p99`, `sse_lag_max`, …
+    SseLag(LatencyStat),
     /// `metric(target) ÷ metric(baseline)`.
     Ratio(Box<Metric>, String),
 }
@@ -135,7 +138,7 @@ impl Metric {
     /// The dimension of the metric's values.
     pub fn dimension(&self) -> Dimension {
         match self {
-            Metric::Latency(_) => Dimension::Duration,
+            Metric::Latency(_) | Metric::SseLag(_) => Dimension::Duration,
             Metric::ErrorRate | Metric::Coverage | Metric::AuthFailureRate => Dimension::Fraction,
             Metric::Throughput => Dimension::Rate,
             Metric::Requests | Metric::Errors | Metric::Discrepancies | Metric::HealthOk => {
@@ -152,6 +155,7 @@ impl Metric {
     pub fn selector_keys(&self) -> &'static [&'static str] {
         match self {
             Metric::Latency(_) => &["target", "route", "method", "measure"],
+            Metric::SseLag(_) => &["target", "route", "method"],
             Metric::ErrorRate | Metric::Throughput | Metric::Requests | Metric::Errors => {
                 &["target", "route", "method"]
             }
@@ -184,8 +188,19 @@ impl Metric {
             Metric::Coverage => "coverage".into(),
             Metric::AuthFailureRate => "auth_failure_rate".into(),
             Metric::HealthOk => "health_ok".into(),
+            Metric::SseLag(stat) => format!("sse_lag_{}", stat_name(*stat)),
             Metric::Ratio(m, base) => format!("ratio({}, {base})", m.name()),
         }
+    }
+}
+
+/// `p99.9`, `max`, … (the suffix of `sse_lag_*`).
+fn stat_name(stat: LatencyStat) -> String {
+    match stat {
+        LatencyStat::Quantile(q) => format!("p{}", quantile_label(q)),
+        LatencyStat::Max => "max".into(),
+        LatencyStat::Min => "min".into(),
+        LatencyStat::Mean => "mean".into(),
     }
 }
 
@@ -413,7 +428,8 @@ impl Parser<'_> {
                 "unknown metric `{name}` {}; known: p50, p90, p95, p99, p999 (or p99.9, p(99.9)), \
                  max, min, mean, error_rate, throughput, requests, errors, cpu, cpu_max, cpu_p95, \
                  rss, rss_mean, rss_growth_per_hour, discrepancies, coverage, auth_failure_rate, \
-                 health_ok, ratio(<metric>, <target>)",
+                 health_ok, sse_lag_p50, sse_lag_p99, sse_lag_p99.9, sse_lag_max, sse_lag_mean \
+                 (SSE event lag), ratio(<metric>, <target>)",
                 self.at()
             )
         })
@@ -552,7 +568,17 @@ fn metric_by_name(name: &str) -> Option<Metric> {
         "coverage" => Metric::Coverage,
         "auth_failure_rate" => Metric::AuthFailureRate,
         "health_ok" => Metric::HealthOk,
-        _ => return percentile_name(name).map(|q| Metric::Latency(Quantile(q))),
+        _ => {
+            if let Some(stat) = name.strip_prefix("sse_lag_") {
+                return match stat {
+                    "max" => Some(Metric::SseLag(Max)),
+                    "min" => Some(Metric::SseLag(Min)),
+                    "mean" | "avg" => Some(Metric::SseLag(Mean)),
+                    p => percentile_name(p).map(|q| Metric::SseLag(Quantile(q))),
+                };
+            }
+            return percentile_name(name).map(|q| Metric::Latency(Quantile(q)));
+        }
     })
 }
 
@@ -590,6 +616,7 @@ pub const KIND_FAMILIES: [(&str, &[&str]); 4] = [
             "state-mismatch",
             "fill-mismatch",
             "sequence-mismatch",
+            "timeout",
         ],
     ),
     (
@@ -630,14 +657,22 @@ pub const KINDS: [&str; 23] = [
     "not-compared",
 ];
 
+/// Families that are whole report sections ([`crate::model::SectionKind`]): they also take
+/// the section's `not-compared` lines (stream gaps, unmapped order ids, unreadable audit
+/// lines), which a kind name alone cannot place.
+pub const SECTION_FAMILIES: [&str; 4] = ["exchange", "flow", "stream", "audit"];
+
 /// Checks a `kind=` value: a kind, a family, or several joined by `|`.
 fn check_kind(v: &str) -> Result<(), String> {
     for part in v.split('|') {
         let part = part.trim();
-        if !KINDS.contains(&part) && !KIND_FAMILIES.iter().any(|(f, _)| *f == part) {
+        if !KINDS.contains(&part)
+            && !KIND_FAMILIES.iter().any(|(f, _)| *f == part)
+            && !SECTION_FAMILIES.contains(&part)
+        {
             return Err(format!(
-                "kind `{part}` is unknown; use a family (flow, sse, audit, body) or a kind \
-                 ({}), several joined with |",
+                "kind `{part}` is unknown; use a section (exchange, flow, stream, audit), a \
+                 family (sse, body) or a kind ({}), several joined with |",
                 KINDS.join(", ")
             ));
         }
@@ -653,6 +688,25 @@ pub fn kind_matches(selector: &str, kind: &str) -> bool {
                 .iter()
                 .any(|(f, members)| *f == part && members.contains(&kind))
     })
+}
+
+/// True when a line of kind `kind` in report section `section` matches a `kind=` selector
+/// value: a kind, a family of kinds, or a section name (which takes the section's
+/// `not-compared` lines too).
+pub fn line_matches(selector: &str, kind: &str, section: &str) -> bool {
+    kind_matches(selector, kind)
+        || selector
+            .split('|')
+            .map(str::trim)
+            .any(|part| SECTION_FAMILIES.contains(&part) && part == section)
+}
+
+/// True when a `kind=` selector names only audit lines (so it needs an `audit-diff` run).
+pub fn only_audit(selector: &str) -> bool {
+    selector
+        .split('|')
+        .map(str::trim)
+        .all(|p| p == "audit" || p.starts_with("audit-"))
 }
 
 #[cfg(test)]

@@ -37,6 +37,7 @@ pub mod model;
 pub mod prom;
 pub mod render;
 pub mod rollback;
+pub mod sections;
 pub mod stats;
 pub mod units;
 pub mod watch;
@@ -45,5 +46,5 @@ pub use criteria::{Criteria, Criterion, Missing, Phase, RoutePattern, RouteScope
 pub use error::{ConfigErrors, ConfigIssue, ReportError};
 pub use eval::{Options, evaluate};
 pub use measure::{Measurements, Source};
-pub use model::{Report, SCHEMA_VERSION, Status, Verdict};
+pub use model::{Report, SCHEMA_VERSION, SectionKind, Status, Verdict};
 pub use rollback::{Action, RollbackMatrix, Rule};

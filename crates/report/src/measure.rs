@@ -69,6 +69,15 @@ pub struct Source {
     pub calibration_p99_ns: Option<f64>,
     /// It has a `discrepancies.ndjson` (it compared answers).
     pub compared: bool,
+    /// Mirror runs: `extra.mirror.streams` (event-stream comparison per route).
+    #[serde(skip)]
+    pub(crate) streams: Vec<serde_json::Value>,
+    /// Mirror runs: `extra.mirror.flows` (order flows and the id map).
+    #[serde(skip)]
+    pub(crate) flows: Option<serde_json::Value>,
+    /// Audit-diff runs: `extra.audit`.
+    #[serde(skip)]
+    pub(crate) audit: Option<serde_json::Value>,
     /// Requests per target, for throughput.
     #[serde(skip)]
     requests: BTreeMap<String, u64>,
@@ -159,6 +168,18 @@ impl Source {
             calibration_p50_ns: calib("p50_ns"),
             calibration_p99_ns: calib("p99_ns"),
             compared: run.dir.join(DISCREPANCIES_FILE).exists() || !run.discrepancies.is_empty(),
+            streams: extra
+                .get("mirror")
+                .and_then(|m| m.get("streams"))
+                .and_then(serde_json::Value::as_array)
+                .cloned()
+                .unwrap_or_default(),
+            flows: extra
+                .get("mirror")
+                .and_then(|m| m.get("flows"))
+                .filter(|f| f.is_object())
+                .cloned(),
+            audit: extra.get("audit").filter(|a| a.is_object()).cloned(),
             requests,
             windows,
         }
@@ -168,6 +189,14 @@ impl Source {
         self.ended_at
             .unwrap_or(self.started_at + Duration::from_secs_f64(window.max(0.0)))
     }
+}
+
+/// Whether a series times requests (response or service time). Other measures (`;lag`, the
+/// SSE event lag) are side series: they never make a target or a route of their own, so a
+/// `route = "*"` latency criterion is not expanded to a stream route that only has lag, and
+/// request latency figures never include them.
+pub fn is_request_measure(m: &Measure) -> bool {
+    matches!(m, Measure::Response | Measure::Service)
 }
 
 /// Everything recorded, merged, with the queries the evaluation needs.
@@ -207,7 +236,13 @@ impl Measurements {
     /// Every target with any data, sorted.
     pub fn targets(&self) -> BTreeSet<String> {
         let mut out: BTreeSet<String> = self.run.manifest.targets.keys().cloned().collect();
-        out.extend(self.run.latency.keys().map(|k| k.target.clone()));
+        out.extend(
+            self.run
+                .latency
+                .keys()
+                .filter(|k| is_request_measure(&k.measure))
+                .map(|k| k.target.clone()),
+        );
         out.extend(self.run.counts.iter().map(|r| r.target.clone()));
         out.extend(self.run.resources.iter().map(|r| r.target.clone()));
         out
@@ -263,7 +298,7 @@ impl Measurements {
         let target = self.resolve(target);
         let mut out = BTreeSet::new();
         for k in self.run.latency.keys() {
-            if k.target == target {
+            if k.target == target && is_request_measure(&k.measure) {
                 out.insert((k.method.clone(), k.route.clone()));
             }
         }
@@ -362,6 +397,23 @@ impl Measurements {
     /// Discrepancy lines.
     pub fn discrepancies(&self) -> &[Discrepancy] {
         &self.run.discrepancies
+    }
+
+    /// Route templates of the event streams the mirror compared (from the manifests).
+    pub fn stream_routes(&self) -> BTreeSet<String> {
+        self.sources
+            .iter()
+            .flat_map(|s| &s.streams)
+            .filter_map(|v| v.get("route").and_then(serde_json::Value::as_str))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// Whether an `audit-diff` run (or a run with audit lines) is among the sources.
+    pub fn audited(&self) -> bool {
+        self.sources
+            .iter()
+            .any(|s| s.kind == RunKind::AuditDiff || s.audit.is_some())
     }
 
     /// Lowest mirror coverage among the sources that report one.

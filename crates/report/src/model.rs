@@ -17,6 +17,13 @@
 //! `verdict`, `tally {passed, failed, no_data, skipped, generator_limited}`, `sources[]`,
 //! `criteria[]`, `targets[]`, `routes[]`, `comparison` (or null), `discrepancies`,
 //! `warnings[]`.
+//!
+//! `discrepancies` keeps every group in one list (`groups[]`, regressions first); each group
+//! names its `section` (`flow`, `stream`, `audit`, `exchange`, see [`SectionKind`]), and
+//! `sections[]` has the totals by class of each. Order-flow groups carry `orders[]` (example
+//! primary ↔ candidate order ids) and `steps[]` (the flow steps that differ); `flows`, `ids`,
+//! `streams[]` and `audit` are the producers' own counters from the manifests (absent or
+//! empty when no run recorded them). These were added within version 1 (additive).
 
 use serde::Serialize;
 
@@ -283,6 +290,175 @@ pub struct Comparison {
     pub routes: Vec<RouteComparison>,
 }
 
+/// Which part of the report a discrepancy line belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SectionKind {
+    /// Whole order flows (`missing-on-candidate` … `timeout`), and follow-ups whose order id
+    /// could not be mapped to the candidate's.
+    Flow,
+    /// Event streams (`sse-*`), and gaps in the candidate's stream.
+    Stream,
+    /// Audit-log consistency (`audit-*`, from `shadowgate audit-diff`).
+    Audit,
+    /// One request's two answers (status, headers, bodies), and notes on exchanges not
+    /// compared.
+    Exchange,
+}
+
+impl SectionKind {
+    /// Every section, in report order: the whole-flow views first, because the exchange
+    /// list is the long one and would bury them.
+    pub const ALL: [SectionKind; 4] = [
+        SectionKind::Flow,
+        SectionKind::Stream,
+        SectionKind::Audit,
+        SectionKind::Exchange,
+    ];
+
+    /// The name in JSON, CSV and `kind=` selectors.
+    pub fn name(self) -> &'static str {
+        match self {
+            SectionKind::Exchange => "exchange",
+            SectionKind::Flow => "flow",
+            SectionKind::Stream => "stream",
+            SectionKind::Audit => "audit",
+        }
+    }
+
+    /// The heading renderers print.
+    pub fn title(self) -> &'static str {
+        match self {
+            SectionKind::Exchange => "Exchanges",
+            SectionKind::Flow => "Order flows",
+            SectionKind::Stream => "Event streams",
+            SectionKind::Audit => "Audit log",
+        }
+    }
+}
+
+/// Totals of one section.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SectionTotals {
+    /// Which.
+    pub section: SectionKind,
+    /// Heading.
+    pub title: String,
+    /// All lines.
+    pub total: u64,
+    /// Regressions.
+    pub regression: u64,
+    /// Noise.
+    pub noise: u64,
+    /// Ignored (and not-compared notes).
+    pub ignored: u64,
+    /// Groups in `groups[]` with this section.
+    pub groups: u64,
+}
+
+/// An order as each gateway named it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OrderPair {
+    /// The primary's order id.
+    pub primary: String,
+    /// The candidate's, when it had one (none for unmapped or timed-out follow-ups).
+    pub candidate: Option<String>,
+}
+
+/// The order-flow tracker's counters (summed over mirror runs).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct FlowFacts {
+    /// Flows started (submits mirrored).
+    pub tracked: u64,
+    /// Flows compared.
+    pub compared: u64,
+    /// Compared without a difference.
+    pub matched: u64,
+    /// Compared with at least one difference.
+    pub differing: u64,
+    /// Not tracked (over the tracker's size cap).
+    pub untracked: u64,
+    /// Not compared: the candidate's submit failed or did not answer.
+    pub submit_failed: u64,
+    /// Still open when the run ended.
+    pub open: u64,
+    /// Differing flows per kind.
+    pub by_kind: std::collections::BTreeMap<String, u64>,
+}
+
+/// The id map's counters (summed over mirror runs).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct IdCorrelation {
+    /// Primary ↔ candidate pairs learned.
+    pub mapped: u64,
+    /// Ids rewritten in candidate requests.
+    pub rewritten: u64,
+    /// Follow-ups whose id was not in the map (not sent to the candidate).
+    pub unmapped: u64,
+    /// Follow-ups whose submit did not answer in time (not sent).
+    pub timed_out: u64,
+    /// Entries expired by their TTL.
+    pub expired: u64,
+    /// Entries dropped over the size cap.
+    pub evicted: u64,
+}
+
+/// One event-stream route's comparison (summed over mirror runs).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct StreamRoute {
+    /// Route template.
+    pub route: String,
+    /// Client streams opened through the mirror.
+    pub clients: u64,
+    /// Candidate subscriptions (one shared by all clients, plus reconnects).
+    pub candidate_subscriptions: u64,
+    /// Primary events taken in.
+    pub primary_events: u64,
+    /// Candidate events taken in.
+    pub candidate_events: u64,
+    /// Pairs within the window.
+    pub matched: u64,
+    /// Primary events the candidate never sent.
+    pub missing: u64,
+    /// Candidate events the primary never sent.
+    pub extra: u64,
+    /// Pairs whose data differ (regression).
+    pub different: u64,
+    /// Pairs further apart than the window.
+    pub late: u64,
+    /// Gaps in the candidate's stream (drops, stalls).
+    pub gaps: u64,
+    /// Their total length (ms).
+    pub gap_ms: u64,
+    /// Primary events not compared because they fell into a gap.
+    pub events_in_gaps: u64,
+    /// Reconnect attempts.
+    pub reconnects: u64,
+    /// Candidate minus primary event lag, from the `<candidate>:GET:<route>;lag` series.
+    pub lag: Option<Latency>,
+}
+
+/// Audit-log consistency counters (summed over `audit-diff` runs).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct AuditFacts {
+    /// `audit-diff` runs.
+    pub runs: u64,
+    /// Every one of them found the logs consistent.
+    pub consistent: bool,
+    /// Entries read from the primary's log.
+    pub primary_entries: u64,
+    /// Entries read from the candidate's log.
+    pub candidate_entries: u64,
+    /// Entries matched.
+    pub matched: u64,
+    /// Primary entries without a candidate entry.
+    pub missing: u64,
+    /// Candidate entries without a primary entry.
+    pub extra: u64,
+    /// Matched entries that differ.
+    pub mismatched: u64,
+}
+
 /// One redacted example of a discrepancy group.
 #[derive(Debug, Clone, Serialize)]
 pub struct Sample {
@@ -319,6 +495,14 @@ pub struct Group {
     pub label: Option<String>,
     /// Up to three examples, earliest first.
     pub samples: Vec<Sample>,
+    /// The report section it belongs to.
+    pub section: SectionKind,
+    /// Order flows: up to three example orders, primary id ↔ candidate id.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub orders: Vec<OrderPair>,
+    /// Order flows: the steps that differ (`ack`, `fills/0/price`, `final/status`, …).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<String>,
 }
 
 /// The discrepancy section.
@@ -334,10 +518,32 @@ pub struct Discrepancies {
     pub noise: u64,
     /// Ignored by rules.
     pub ignored: u64,
-    /// Order-flow lines (flow kinds, or lines with a flow id).
+    /// Order-flow lines (the `flow` section's total).
     pub flow: u64,
     /// Groups: regressions first, then by count.
     pub groups: Vec<Group>,
+    /// Totals per section, in [`SectionKind::ALL`] order (always all four).
+    pub sections: Vec<SectionTotals>,
+    /// The order-flow tracker's counters, when a mirror run tracked flows.
+    pub flows: Option<FlowFacts>,
+    /// The id map's counters, when a mirror run correlated ids.
+    pub ids: Option<IdCorrelation>,
+    /// Event-stream routes the mirror compared.
+    pub streams: Vec<StreamRoute>,
+    /// Audit-log counters, when an `audit-diff` run is among the sources.
+    pub audit: Option<AuditFacts>,
+}
+
+impl Discrepancies {
+    /// The totals of one section.
+    pub fn section(&self, s: SectionKind) -> Option<&SectionTotals> {
+        self.sections.iter().find(|t| t.section == s)
+    }
+
+    /// The groups of one section, in report order.
+    pub fn groups_in(&self, s: SectionKind) -> impl Iterator<Item = &Group> {
+        self.groups.iter().filter(move |g| g.section == s)
+    }
 }
 
 /// The whole report.

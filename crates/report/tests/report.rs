@@ -423,7 +423,9 @@ fn junit_has_the_schemas_required_parts() {
         xml.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?>"),
         "{xml}"
     );
-    assert_eq!(attr("testsuites", "tests"), ["7"]);
+    // Eight criteria (the audit one without an audit-diff run is an error: no data), and a
+    // second suite with one case per order-flow regression group.
+    assert_eq!(attr("testsuites", "tests"), ["9"]);
     for a in [
         "name",
         "tests",
@@ -434,17 +436,26 @@ fn junit_has_the_schemas_required_parts() {
         "hostname",
         "time",
     ] {
-        assert_eq!(attr("testsuite", a).len(), 1, "testsuite {a}");
+        assert_eq!(attr("testsuite", a).len(), 2, "testsuite {a}");
     }
-    assert_eq!(attr("testsuite", "timestamp"), ["2025-11-29T09:20:00"]);
-    assert_eq!(attr("testsuite", "hostname"), ["ci-host"]);
-    assert_eq!(attr("testsuite", "failures"), ["1"]);
+    assert_eq!(
+        attr("testsuite", "timestamp"),
+        ["2025-11-29T09:20:00", "2025-11-29T09:20:00"]
+    );
+    assert_eq!(attr("testsuite", "hostname"), ["ci-host", "ci-host"]);
+    assert_eq!(attr("testsuite", "failures"), ["1", "1"]);
+    assert_eq!(attr("testsuite", "errors"), ["1", "0"]);
     let names = attr("testcase", "name");
-    assert_eq!(names.len(), 7);
-    assert_eq!(attr("testcase", "classname").len(), 7);
-    assert_eq!(attr("testcase", "time").len(), 7);
+    assert_eq!(names.len(), 9);
+    assert_eq!(attr("testcase", "classname").len(), 9);
+    assert_eq!(attr("testcase", "time").len(), 9);
+    assert_eq!(attr("error", "type"), ["no-data"]);
     let failures = attr("failure", "type");
-    assert_eq!(failures, ["threshold"]);
+    assert_eq!(failures, ["threshold", "state-mismatch"]);
+    assert_eq!(
+        attr("testcase", "classname").last().map(String::as_str),
+        Some("shadowgate.flow")
+    );
     let msg = attr("failure", "message");
     assert!(
         msg[0].starts_with("measured 0.4%, threshold error_rate &lt; 0.1%"),
@@ -477,7 +488,13 @@ fn html_is_one_self_contained_file() {
         assert!(!html.contains(banned), "found {banned}");
     }
     // Collapsible discrepancy groups without script, values escaped.
-    assert_eq!(html.matches("<details").count(), 3);
+    assert_eq!(html.matches("<details class=\"section\"").count(), 2);
+    assert!(html.contains("<b>Order flows</b>") && html.contains("<b>Exchanges</b>"));
+    assert_eq!(
+        html.matches("<details class=\"regression\"").count()
+            + html.matches("<details class=\"noise\"").count(),
+        3
+    );
     assert!(html.contains("&quot;100.5&quot;"), "JSON sample escaped");
     assert!(html.contains("class=\"banner fail\""));
     assert!(html.contains("<td class=\"status fail\">FAIL</td>"));

@@ -22,9 +22,13 @@ use shadowgate_record::hdrhistogram::Histogram;
 
 use crate::error::ReportError;
 use crate::measure::Measurements;
-use crate::model::{Latency, Report, Side, Status, Verdict};
+use crate::model::{Group, Latency, Report, SectionKind, Side, Status, StreamRoute, Verdict};
 use crate::render::svg::{self, Line};
-use crate::render::{fmt_frac, fmt_lat, fmt_rate, fmt_ratio, fmt_shift, verdict_line};
+use crate::render::{
+    STREAM_HEADS, audit_line, class_name, flows_line, fmt_frac, fmt_lat, fmt_rate, fmt_ratio,
+    fmt_shift, group_place, ids_line, lag_line, orders_text, section_line, shown_sections,
+    stream_cells, verdict_line,
+};
 use crate::units;
 
 const TEMPLATE: &str = include_str!("report.html.j2");
@@ -82,6 +86,23 @@ struct ComparisonView {
 #[derive(Serialize)]
 struct DiscrepancyView {
     summary: String,
+    sections: Vec<SectionView>,
+}
+
+/// One collapsible section (exchanges, order flows, event streams, audit log).
+#[derive(Serialize)]
+struct SectionView {
+    id: &'static str,
+    title: &'static str,
+    summary: String,
+    /// Open by default when it has regressions.
+    open: bool,
+    /// The producer's counters, one line each.
+    facts: Vec<String>,
+    /// Event streams: the per-route table and a lag percentile line per route.
+    stream_heads: Vec<&'static str>,
+    stream_rows: Vec<Vec<String>>,
+    lag_lines: Vec<String>,
     groups: Vec<GroupView>,
 }
 
@@ -93,6 +114,7 @@ struct GroupView {
     kind: String,
     path: String,
     label: Option<String>,
+    orders: String,
     samples: Vec<SampleView>,
 }
 
@@ -260,26 +282,41 @@ fn view(r: &Report, m: &Measurements) -> Result<View, String> {
             d.flow,
             d.groups.len()
         ),
-        groups: d
-            .groups
-            .iter()
-            .map(|g| GroupView {
-                count: g.count,
-                class: format!("{:?}", g.class).to_lowercase(),
-                route: format!("{} {}", g.method, g.route),
-                kind: g.kind.clone(),
-                path: g.path.clone(),
-                label: g.label.clone(),
-                samples: g
-                    .samples
-                    .iter()
-                    .map(|s| SampleView {
-                        ts: s.ts.clone(),
-                        flow: s.flow_id.clone().unwrap_or_else(|| "-".into()),
-                        primary: pretty(&s.primary),
-                        candidate: pretty(&s.candidate),
-                    })
-                    .collect(),
+        sections: shown_sections(d)
+            .into_iter()
+            .map(|(section, t)| {
+                let mut facts = Vec::new();
+                match section {
+                    SectionKind::Flow => {
+                        facts.extend(d.flows.as_ref().map(flows_line));
+                        facts.extend(d.ids.as_ref().map(ids_line));
+                    }
+                    SectionKind::Audit => facts.extend(d.audit.as_ref().map(audit_line)),
+                    SectionKind::Exchange | SectionKind::Stream => {}
+                }
+                let streams: &[StreamRoute] = if section == SectionKind::Stream {
+                    &d.streams
+                } else {
+                    &[]
+                };
+                SectionView {
+                    id: section.name(),
+                    title: section.title(),
+                    summary: section_line(t),
+                    open: t.regression > 0 && section != SectionKind::Exchange,
+                    facts,
+                    stream_heads: if streams.is_empty() {
+                        Vec::new()
+                    } else {
+                        STREAM_HEADS.to_vec()
+                    },
+                    stream_rows: streams.iter().map(stream_cells).collect(),
+                    lag_lines: streams
+                        .iter()
+                        .map(|s| format!("{}: {}", s.route, lag_line(s.lag.as_ref())))
+                        .collect(),
+                    groups: d.groups_in(section).map(group_view).collect(),
+                }
             })
             .collect(),
     });
@@ -304,6 +341,28 @@ fn view(r: &Report, m: &Measurements) -> Result<View, String> {
         tool_version: r.tool_version.clone(),
         schema_version: r.schema_version,
     })
+}
+
+fn group_view(g: &Group) -> GroupView {
+    GroupView {
+        count: g.count,
+        class: class_name(g.class).to_owned(),
+        route: format!("{} {}", g.method, g.route),
+        kind: g.kind.clone(),
+        path: group_place(g),
+        label: g.label.clone(),
+        orders: orders_text(g),
+        samples: g
+            .samples
+            .iter()
+            .map(|s| SampleView {
+                ts: s.ts.clone(),
+                flow: s.flow_id.clone().unwrap_or_else(|| "-".into()),
+                primary: pretty(&s.primary),
+                candidate: pretty(&s.candidate),
+            })
+            .collect(),
+    }
 }
 
 fn pretty(v: &serde_json::Value) -> String {

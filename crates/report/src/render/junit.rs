@@ -8,6 +8,12 @@
 //! - skipped → `<skipped>`.
 //!
 //! The test case's `classname` is `shadowgate.phase<id>.<target>`.
+//!
+//! A second suite, `discrepancies`, has one test case per order-flow, event-stream and
+//! audit-log *regression group* (classname `shadowgate.flow`, `shadowgate.stream`,
+//! `shadowgate.audit`; a failure of type = the kind, with the count, the steps or path and
+//! example order ids), so CI shows each group like a failing test; a section that was
+//! compared and has no regression group gets one passing case.
 
 use std::io::Write;
 
@@ -16,7 +22,8 @@ use std::time::Duration;
 use quick_junit::{NonSuccessKind, Property, TestCase, TestCaseStatus, TestSuite, XmlString};
 
 use crate::error::ReportError;
-use crate::model::{Report, Status};
+use crate::model::{Report, SectionKind, Status};
+use crate::render::{group_place, orders_text, shown_sections};
 
 /// Writes the JUnit XML report.
 pub fn render(r: &Report, w: &mut dyn Write) -> Result<(), ReportError> {
@@ -91,9 +98,94 @@ pub fn render(r: &Report, w: &mut dyn Write) -> Result<(), ReportError> {
         case.set_system_out(with_detail);
         suite.add_test_case(case);
     }
+    let discrepancies = discrepancy_suite(r).map(|mut s| {
+        // The same run facts the schema requires on every suite.
+        s.extra = suite.extra.clone();
+        s.time = suite.time;
+        s
+    });
     report.add_test_suite(suite);
+    if let Some(s) = discrepancies {
+        report.add_test_suite(s);
+    }
     report.serialize(w).map_err(|e| ReportError::Render {
         format: "junit",
         reason: e.to_string(),
     })
+}
+
+/// The `discrepancies` suite (see the module docs), or `None` when no flow, stream or audit
+/// comparison is in the report.
+fn discrepancy_suite(r: &Report) -> Option<TestSuite> {
+    let d = &r.discrepancies;
+    let sections: Vec<SectionKind> = shown_sections(d)
+        .into_iter()
+        .map(|(s, _)| s)
+        .filter(|s| *s != SectionKind::Exchange)
+        .collect();
+    if sections.is_empty() {
+        return None;
+    }
+    let mut suite = TestSuite::new("discrepancies: order flows, event streams, audit log");
+    for section in sections {
+        let classname = format!("shadowgate.{}", section.name());
+        let mut any = false;
+        for g in d
+            .groups_in(section)
+            .filter(|g| g.class == shadowgate_record::Class::Regression)
+        {
+            any = true;
+            let place = group_place(g);
+            let mut message = format!(
+                "{} {} line{} on {} {} at {}",
+                g.count,
+                g.kind,
+                if g.count == 1 { "" } else { "s" },
+                g.method,
+                g.route,
+                if place.is_empty() { "-" } else { &place }
+            );
+            let orders = orders_text(g);
+            if !orders.is_empty() {
+                message.push_str(&format!("; e.g. orders (primary ↔ candidate) {orders}"));
+            }
+            let mut status = TestCaseStatus::non_success(NonSuccessKind::Failure);
+            status
+                .set_type(g.kind.as_str())
+                .set_message(message.clone());
+            let samples: Vec<String> = g
+                .samples
+                .iter()
+                .map(|s| {
+                    format!(
+                        "{} {}: primary {} candidate {}{}",
+                        s.ts,
+                        s.flow_id.as_deref().unwrap_or("-"),
+                        s.primary,
+                        s.candidate,
+                        s.detail
+                            .as_deref()
+                            .map(|d| format!(" ({d})"))
+                            .unwrap_or_default()
+                    )
+                })
+                .collect();
+            status.set_description(samples.join("\n"));
+            let name = format!("{} {} {} {}", g.kind, g.method, g.route, place);
+            let mut case = TestCase::new(name.trim_end(), status);
+            case.set_classname(classname.as_str());
+            case.set_time(Duration::ZERO);
+            suite.add_test_case(case);
+        }
+        if !any {
+            let mut case = TestCase::new(
+                format!("{}: no regressions", section.title().to_lowercase()),
+                TestCaseStatus::success(),
+            );
+            case.set_classname(classname.as_str());
+            case.set_time(Duration::ZERO);
+            suite.add_test_case(case);
+        }
+    }
+    Some(suite)
 }

@@ -3,8 +3,12 @@
 
 use std::io::{self, Write};
 
-use crate::model::{Report, Status};
-use crate::render::{fmt_frac, fmt_lat, fmt_rate, fmt_ratio, fmt_shift, verdict_line};
+use crate::model::{Report, SectionKind, Status};
+use crate::render::{
+    STREAM_HEADS, audit_line, class_name, flows_line, fmt_frac, fmt_lat, fmt_rate, fmt_ratio,
+    fmt_shift, group_place, ids_line, orders_text, section_line, shown_sections, stream_cells,
+    verdict_line,
+};
 
 /// Escapes text for a table cell.
 fn cell(s: &str) -> String {
@@ -171,30 +175,54 @@ pub fn render(r: &Report, w: &mut dyn Write) -> io::Result<()> {
             d.flow,
             d.groups.len()
         )?;
-        for g in &d.groups {
-            let class = format!("{:?}", g.class).to_lowercase();
+        let shown = shown_sections(d);
+        writeln!(
+            w,
+            "| section | lines | regression | noise | ignored | groups |"
+        )?;
+        writeln!(w, "|---|---:|---:|---:|---:|---:|")?;
+        for (_, t) in &shown {
             writeln!(
                 w,
-                "<details><summary>{} × <b>{class}</b> <code>{} {}</code> {} <code>{}</code></summary>\n",
-                g.count,
-                html_escape(&g.method),
-                html_escape(&g.route),
-                html_escape(&g.kind),
-                html_escape(&g.path)
+                "| {} | {} | {} | {} | {} | {} |",
+                t.title, t.total, t.regression, t.noise, t.ignored, t.groups
             )?;
-            writeln!(w, "| time | flow | primary | candidate |")?;
-            writeln!(w, "|---|---|---|---|")?;
-            for s in &g.samples {
-                writeln!(
-                    w,
-                    "| {} | {} | `{}` | `{}` |",
-                    s.ts,
-                    s.flow_id.as_deref().unwrap_or("-"),
-                    cell(&s.primary.to_string()).replace('`', "'"),
-                    cell(&s.candidate.to_string()).replace('`', "'"),
-                )?;
+        }
+        for (section, t) in shown {
+            writeln!(w, "\n### {}\n", section.title())?;
+            writeln!(w, "{}.\n", section_line(t))?;
+            match section {
+                SectionKind::Exchange => {}
+                SectionKind::Flow => {
+                    if let Some(f) = &d.flows {
+                        writeln!(w, "- {}", flows_line(f))?;
+                    }
+                    if let Some(i) = &d.ids {
+                        writeln!(w, "- {}", ids_line(i))?;
+                    }
+                    if d.flows.is_some() || d.ids.is_some() {
+                        writeln!(w)?;
+                    }
+                }
+                SectionKind::Stream => {
+                    if !d.streams.is_empty() {
+                        writeln!(w, "| {} |", STREAM_HEADS.join(" | "))?;
+                        writeln!(w, "|---{}|", "|---:".repeat(STREAM_HEADS.len() - 1))?;
+                        for s in &d.streams {
+                            writeln!(w, "| {} |", stream_cells(s).join(" | "))?;
+                        }
+                        writeln!(w)?;
+                    }
+                }
+                SectionKind::Audit => {
+                    if let Some(a) = &d.audit {
+                        writeln!(w, "- {}\n", audit_line(a))?;
+                    }
+                }
             }
-            writeln!(w, "\n</details>\n")?;
+            for g in d.groups_in(section) {
+                write_group(w, g)?;
+            }
         }
     }
 
@@ -209,6 +237,39 @@ pub fn render(r: &Report, w: &mut dyn Write) -> io::Result<()> {
         "\n<sub>shadowgate {} · report schema {}</sub>",
         r.tool_version, r.schema_version
     )
+}
+
+fn write_group(w: &mut dyn Write, g: &crate::model::Group) -> io::Result<()> {
+    writeln!(
+        w,
+        "<details><summary>{} × <b>{}</b> <code>{} {}</code> {} <code>{}</code></summary>\n",
+        g.count,
+        class_name(g.class),
+        html_escape(&g.method),
+        html_escape(&g.route),
+        html_escape(&g.kind),
+        html_escape(&group_place(g))
+    )?;
+    if !g.orders.is_empty() {
+        writeln!(
+            w,
+            "Orders (primary ↔ candidate): {}\n",
+            html_escape(&orders_text(g))
+        )?;
+    }
+    writeln!(w, "| time | flow | primary | candidate |")?;
+    writeln!(w, "|---|---|---|---|")?;
+    for s in &g.samples {
+        writeln!(
+            w,
+            "| {} | {} | `{}` | `{}` |",
+            s.ts,
+            s.flow_id.as_deref().unwrap_or("-"),
+            cell(&s.primary.to_string()).replace('`', "'"),
+            cell(&s.candidate.to_string()).replace('`', "'"),
+        )?;
+    }
+    writeln!(w, "\n</details>\n")
 }
 
 fn html_escape(s: &str) -> String {

@@ -178,3 +178,156 @@ pub(crate) fn fmt_p(p: f64) -> String {
         crate::units::sig3(p)
     }
 }
+
+/// `regression`, `noise` or `ignored`.
+pub(crate) fn class_name(c: shadowgate_record::Class) -> &'static str {
+    match c {
+        shadowgate_record::Class::Regression => "regression",
+        shadowgate_record::Class::Noise => "noise",
+        shadowgate_record::Class::Ignored => "ignored",
+    }
+}
+
+/// Where a group differs: its flow steps (order flows), otherwise its path.
+pub(crate) fn group_place(g: &crate::model::Group) -> String {
+    if g.steps.is_empty() {
+        g.path.clone()
+    } else {
+        g.steps.join(", ")
+    }
+}
+
+/// Example orders of a flow group: `web-1 ↔ veloz_9, web-2 ↔ (unmapped)`.
+pub(crate) fn orders_text(g: &crate::model::Group) -> String {
+    g.orders
+        .iter()
+        .map(|o| {
+            format!(
+                "{} ↔ {}",
+                o.primary,
+                o.candidate.as_deref().unwrap_or("(none)")
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The sections worth a heading: exchanges whenever answers were compared, the others when
+/// they have lines or their producer reported counters.
+pub(crate) fn shown_sections(
+    d: &crate::model::Discrepancies,
+) -> Vec<(crate::model::SectionKind, &crate::model::SectionTotals)> {
+    use crate::model::SectionKind as S;
+    d.sections
+        .iter()
+        .filter(|t| {
+            t.total > 0
+                || match t.section {
+                    S::Exchange => {
+                        d.compared
+                            && (d.audit.is_none() || d.flows.is_some() || !d.streams.is_empty())
+                    }
+                    S::Flow => d.flows.is_some() || d.ids.is_some(),
+                    S::Stream => !d.streams.is_empty(),
+                    S::Audit => d.audit.is_some(),
+                }
+        })
+        .map(|t| (t.section, t))
+        .collect()
+}
+
+/// `3 regression, 1 noise, 0 ignored in 2 groups`.
+pub(crate) fn section_line(t: &crate::model::SectionTotals) -> String {
+    format!(
+        "{} regression, {} noise, {} ignored in {} group{}",
+        t.regression,
+        t.noise,
+        t.ignored,
+        t.groups,
+        if t.groups == 1 { "" } else { "s" }
+    )
+}
+
+/// The flow tracker's counters in one line.
+pub(crate) fn flows_line(f: &crate::model::FlowFacts) -> String {
+    format!(
+        "flows: {} tracked, {} compared, {} matched, {} differing, {} submit failed, {} untracked, {} open",
+        f.tracked, f.compared, f.matched, f.differing, f.submit_failed, f.untracked, f.open
+    )
+}
+
+/// The id map's counters in one line.
+pub(crate) fn ids_line(i: &crate::model::IdCorrelation) -> String {
+    format!(
+        "id correlation: {} mapped, {} rewritten, {} unmapped, {} timed out, {} expired, {} evicted",
+        i.mapped, i.rewritten, i.unmapped, i.timed_out, i.expired, i.evicted
+    )
+}
+
+/// The audit-diff counters in one line.
+pub(crate) fn audit_line(a: &crate::model::AuditFacts) -> String {
+    format!(
+        "audit-diff: {} run{}, logs {}; entries {} primary / {} candidate: {} matched, {} missing, {} extra, {} mismatched",
+        a.runs,
+        if a.runs == 1 { "" } else { "s" },
+        if a.consistent {
+            "consistent"
+        } else {
+            "INCONSISTENT"
+        },
+        a.primary_entries,
+        a.candidate_entries,
+        a.matched,
+        a.missing,
+        a.extra,
+        a.mismatched
+    )
+}
+
+/// `lag P50 1.2 ms · P99 40 ms · max 90 ms (1,234 events)`, or why there is none.
+pub(crate) fn lag_line(l: Option<&crate::model::Latency>) -> String {
+    match l {
+        None => "lag: no samples".into(),
+        Some(l) => format!(
+            "lag P50 {} · P99 {} · max {} ({} events)",
+            fmt_lat(Some(l.p50_ns)),
+            fmt_lat(Some(l.p99_ns)),
+            fmt_lat(Some(l.max_ns)),
+            crate::units::fmt_number(l.count as f64)
+        ),
+    }
+}
+
+/// Column heads of the stream-route table.
+pub(crate) const STREAM_HEADS: [&str; 11] = [
+    "route",
+    "matched",
+    "missing",
+    "extra",
+    "different",
+    "late",
+    "gaps",
+    "reconnects",
+    "lag p50",
+    "lag p99",
+    "lag max",
+];
+
+/// One stream route as table cells (see [`STREAM_HEADS`]).
+pub(crate) fn stream_cells(s: &crate::model::StreamRoute) -> Vec<String> {
+    let n = |v: u64| crate::units::fmt_number(v as f64);
+    let l = s.lag.as_ref();
+    vec![
+        s.route.clone(),
+        n(s.matched),
+        n(s.missing),
+        n(s.extra),
+        n(s.different),
+        n(s.late),
+        n(s.gaps),
+        n(s.reconnects),
+        fmt_lat(l.map(|l| l.p50_ns)),
+        fmt_lat(l.map(|l| l.p99_ns)),
+        fmt_lat(l.map(|l| l.max_ns)),
+    ]
+}

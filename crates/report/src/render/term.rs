@@ -4,8 +4,12 @@
 
 use std::io::{self, Write};
 
-use crate::model::{Report, Status};
-use crate::render::{fmt_frac, fmt_lat, fmt_rate, fmt_ratio, fmt_shift, verdict_line};
+use crate::model::{Report, SectionKind, Status};
+use crate::render::{
+    STREAM_HEADS, audit_line, class_name, flows_line, fmt_frac, fmt_lat, fmt_rate, fmt_ratio,
+    fmt_shift, group_place, ids_line, orders_text, section_line, shown_sections, stream_cells,
+    verdict_line,
+};
 
 /// Columns aligned by character count.
 pub(crate) struct Table {
@@ -165,24 +169,64 @@ pub fn render(r: &Report, w: &mut dyn Write) -> io::Result<()> {
             "\ndiscrepancies: {} regression, {} noise, {} ignored ({} order-flow)",
             d.regression, d.noise, d.ignored, d.flow
         )?;
-        for g in d.groups.iter().take(20) {
+        for (section, totals) in shown_sections(d) {
             writeln!(
                 w,
-                "  {:>6}  {:<10}  {} {}  {} {}",
-                g.count,
-                format!("{:?}", g.class).to_lowercase(),
-                g.method,
-                g.route,
-                g.kind,
-                g.path
+                "\n{}: {}",
+                section.title().to_lowercase(),
+                section_line(totals)
             )?;
-        }
-        if d.groups.len() > 20 {
-            writeln!(
-                w,
-                "  ... {} more groups (see report.md or report.html)",
-                d.groups.len() - 20
-            )?;
+            match section {
+                SectionKind::Exchange => {}
+                SectionKind::Flow => {
+                    if let Some(f) = &d.flows {
+                        writeln!(w, "  {}", flows_line(f))?;
+                    }
+                    if let Some(i) = &d.ids {
+                        writeln!(w, "  {}", ids_line(i))?;
+                    }
+                }
+                SectionKind::Stream => {
+                    if !d.streams.is_empty() {
+                        let mut t = Table::new(&STREAM_HEADS);
+                        for s in &d.streams {
+                            t.row(stream_cells(s));
+                        }
+                        t.write(w, "  ")?;
+                    }
+                }
+                SectionKind::Audit => {
+                    if let Some(a) = &d.audit {
+                        writeln!(w, "  {}", audit_line(a))?;
+                    }
+                }
+            }
+            let limit = if section == SectionKind::Exchange {
+                20
+            } else {
+                10
+            };
+            let mut shown = 0;
+            for g in d.groups_in(section).take(limit) {
+                shown += 1;
+                writeln!(
+                    w,
+                    "  {:>6}  {:<10}  {} {}  {} {}",
+                    g.count,
+                    class_name(g.class),
+                    g.method,
+                    g.route,
+                    g.kind,
+                    group_place(g)
+                )?;
+                if !g.orders.is_empty() {
+                    writeln!(w, "          e.g. {}", orders_text(g))?;
+                }
+            }
+            let more = totals.groups.saturating_sub(shown);
+            if more > 0 {
+                writeln!(w, "  ... {more} more groups (see report.md or report.html)")?;
+            }
         }
     }
 
