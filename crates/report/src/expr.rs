@@ -1,6 +1,12 @@
 //! Threshold expressions: `p99 < "1ms"`, `p50<150us`, `error_rate < 0.1%`,
 //! `throughput >= 10000`, `rss_growth_per_hour < "50MB"`, `discrepancies{kind="flow"} == 0`,
-//! `ratio(p50, primary) <= 1/7`, `p(99.9){route="GET /api/order"} < 5ms`.
+//! `ratio(p50, primary) <= 1/7`, `p(99.9){route="GET /api/order"} < 5ms`,
+//! `sse_lag_p99 < "500ms"`.
+//!
+//! `kind=` takes a kind (`fill-mismatch`), a family of kinds (`sse` = the four `sse-*`
+//! kinds, `body`), or a report section (`flow`, `stream`, `audit`, `exchange`), which also
+//! takes that section's `not-compared` lines: stream gaps, unmapped order ids. The `flow`
+//! family includes `timeout` (only the flow tracker writes it).
 //!
 //! Grammar (whitespace is free between tokens):
 //!
@@ -820,6 +826,35 @@ mod tests {
         assert!(kind_matches("flow", "fill-mismatch"));
         assert!(kind_matches("value|status", "status"));
         assert!(!kind_matches("flow", "value"));
+    }
+
+    #[test]
+    fn sse_lag_metrics_and_section_kinds() {
+        assert_eq!(
+            ok(r#"sse_lag_p99 < "500ms""#).metric,
+            Metric::SseLag(LatencyStat::Quantile(0.99))
+        );
+        assert_eq!(ok("sse_lag_p99.9 < 1s").metric.name(), "sse_lag_p99.9");
+        assert_eq!(
+            ok("sse_lag_max < 2s").metric,
+            Metric::SseLag(LatencyStat::Max)
+        );
+        assert_eq!(ok("sse_lag_p50 < 1s").threshold, 1e9);
+        assert!(err("sse_lag_p99 < 0.5").contains("no unit"));
+        assert!(err(r#"sse_lag_p99{measure="lag"} < 1s"#).contains("measure"));
+        assert!(err("sse_lagp99 < 1s").contains("sse_lag_p99"));
+        for k in ["flow", "stream", "audit", "exchange", "sse|audit"] {
+            ok(&format!(r#"discrepancies{{kind="{k}"}} == 0"#));
+        }
+        assert!(err(r#"discrepancies{kind="streams"} == 0"#).contains("section (exchange, flow"));
+        // Sections take their not-compared lines; kind families do not.
+        assert!(line_matches("stream", "not-compared", "stream"));
+        assert!(!line_matches("sse", "not-compared", "stream"));
+        assert!(line_matches("sse", "sse-late", "stream"));
+        assert!(!line_matches("flow", "not-compared", "exchange"));
+        assert!(kind_matches("flow", "timeout"));
+        assert!(only_audit("audit") && only_audit("audit-missing|audit"));
+        assert!(!only_audit("audit|flow"));
     }
 
     #[test]

@@ -23,6 +23,12 @@
 //!   file says `missing = "skip"`, `skipped`; a gate where nothing was judged fails.
 //! - **The generator is not the gateway**: throughput on a run whose load generator could not
 //!   hold its rate is `generator-limited`, not a gateway failure (and not a pass).
+//! - **Discrepancies in sections** ([`sections`]): order flows, event streams, audit log and
+//!   exchanges, decided by the line's kind (and, for the shared `not-compared` kind, by which
+//!   producer wrote it), so a stream gap gates with the streams and an unmapped order id with
+//!   the flows. The producers' own counters (flows, id map, stream routes, audit-diff) come
+//!   from the manifests; the SSE `;lag` series is read only for the stream section and the
+//!   `sse_lag_*` metrics, never as request latency.
 //! - **"Slower" needs significance**: candidate vs primary latency is compared with a
 //!   Mann-Whitney U test computed from the histogram buckets ([`stats`]), with its effect
 //!   size, so small noisy shifts are not called regressions.
