@@ -199,6 +199,7 @@ impl<'a> Doc<'a> {
         self.nodes[i as usize]
     }
 
+    #[inline]
     pub(crate) fn text<'s>(&'s self, s: Str<'a>) -> &'s str {
         match s {
             Str::Ref(r) => r,
@@ -916,6 +917,7 @@ impl<'a> Parser<'a> {
         (self.peek() == Some(b)).then(|| self.pos += 1)
     }
 
+    #[inline(always)]
     fn push(&mut self, node: Node<'a>) -> Option<u32> {
         let at = u32::try_from(self.doc.nodes.len()).ok()?;
         self.doc.nodes.push(node);
@@ -1201,6 +1203,7 @@ impl<'a> Parser<'a> {
     }
 
     /// Reads digits into `mant` (flagging overflow); returns how many there were.
+    #[inline(always)]
     fn digits_into(&mut self, mant: &mut u64, overflow: &mut bool) -> i32 {
         let mut n = 0;
         // Eight digits per step while they fit (nanosecond timestamps have 19), then one by

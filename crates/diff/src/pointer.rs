@@ -17,6 +17,7 @@ pub(crate) enum Seg<'v> {
 }
 
 /// Appends `segment` to `out` with RFC 6901 escaping (`~` → `~0`, `/` → `~1`).
+#[inline]
 pub fn escape_into(out: &mut String, segment: &str) {
     // A byte scan: both characters are ASCII (a `char` pattern search is much slower).
     if !segment.bytes().any(|b| b == b'~' || b == b'/') {
