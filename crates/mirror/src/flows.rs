@@ -338,12 +338,14 @@ impl Flows {
             return;
         };
         self.watched[usize::from(side == Side::Candidate)].store(true, Ordering::Relaxed);
+        let now = Instant::now();
+        let mut t = lock(&self.table);
+        // Looked up under the table's lock: `submitted` learns the id before it takes the
+        // lock to collect held events, so an event is either mapped here or held for it.
         let primary_id = match side {
             Side::Primary => Some(id.to_owned()),
             Side::Candidate => self.ids.primary_of(ORDER, id),
         };
-        let now = Instant::now();
-        let mut t = lock(&self.table);
         if let Some(pid) = &primary_id
             && let Some(tr) = t.flows.get_mut(pid)
         {
