@@ -190,6 +190,11 @@ pub(crate) struct Flows {
     pub lines: AtomicU64,
     /// Ignored lines written (unmapped ids).
     pub ignored_lines: AtomicU64,
+    /// The `discrepancies` metric family (flow lines are counted there too).
+    metric: prometheus_client::metrics::family::Family<
+        crate::stats::DiscrepancyLabels,
+        prometheus_client::metrics::counter::Counter,
+    >,
 }
 
 /// What [`Flows::new`] needs.
@@ -201,6 +206,10 @@ pub(crate) struct FlowSetup {
     pub candidate: Upstream,
     pub connect_timeout: Duration,
     pub poll_timeout: Duration,
+    pub metric: prometheus_client::metrics::family::Family<
+        crate::stats::DiscrepancyLabels,
+        prometheus_client::metrics::counter::Counter,
+    >,
     pub opened: (
         prometheus_client::metrics::counter::Counter,
         prometheus_client::metrics::counter::Counter,
@@ -230,6 +239,7 @@ impl Flows {
             watched: Default::default(),
             lines: AtomicU64::new(0),
             ignored_lines: AtomicU64::new(0),
+            metric: s.metric,
         }
     }
 
@@ -524,6 +534,7 @@ impl Flows {
                 )),
             };
             self.lines.fetch_add(1, Ordering::Relaxed);
+            self.count_line(&tr.method, &tr.route, d.kind.as_str(), "regression");
             let _ = self.writer.write(&line);
         }
     }
@@ -606,6 +617,12 @@ impl Flows {
             RecClass::Regression => self.lines.fetch_add(1, Ordering::Relaxed),
             _ => self.ignored_lines.fetch_add(1, Ordering::Relaxed),
         };
+        let class_name = if class == RecClass::Regression {
+            "regression"
+        } else {
+            "ignored"
+        };
+        self.count_line(method, route, dk.as_str(), class_name);
         let line = Discrepancy {
             ts: SystemTime::now(),
             method: method.to_owned(),
@@ -621,6 +638,17 @@ impl Flows {
             detail: Some(format!("{kind} id {pid}: not sent to the candidate, {why}")),
         };
         let _ = self.writer.write(&line);
+    }
+
+    fn count_line(&self, method: &str, route: &str, kind: &'static str, class: &'static str) {
+        self.metric
+            .get_or_create(&crate::stats::DiscrepancyLabels {
+                method: method.to_owned(),
+                route: route.to_owned(),
+                kind,
+                class,
+            })
+            .inc();
     }
 
     /// The flow and id-map counters.
@@ -733,6 +761,7 @@ pub(crate) fn build(
         candidate: config.candidate.clone(),
         connect_timeout: config.connect_timeout,
         poll_timeout: config.shadow.timeout,
+        metric: metrics.discrepancies.clone(),
         opened: (
             metrics.connections("primary"),
             metrics.connections("candidate"),
@@ -1047,6 +1076,7 @@ mod tests {
             candidate: Upstream::parse("candidate", "http://127.0.0.1:10").unwrap(),
             connect_timeout: Duration::from_secs(1),
             poll_timeout: Duration::from_secs(1),
+            metric: Default::default(),
             opened: (Default::default(), Default::default()),
         }))
     }
