@@ -87,6 +87,13 @@
 //! redactor unless `--capture-secrets`. Non-mirrored request bodies are read (up to the body
 //! limit) so the capture is complete; that is the only change to the primary path.
 //!
+//! **Order flows and ids** (modules `correlate`, `flows`): routes whose rules say where order
+//! ids live (`ids`, `flow = "submit" | "cancel" | "state"`) teach the mirror which candidate
+//! id stands for which primary id; follow-ups reach the candidate with its own id, and only
+//! after the candidate has answered the order's submit (unmapped or timed-out ids are counted
+//! and reported, never guessed). Each order's whole flow is compared per `[flows]` (answers,
+//! order events of watched streams, state polls once quiet); the map goes to `ids.ndjson`.
+//!
 //! **Learned noise** (`--secondary`): see module `analysis` — regression lines of routes the
 //! noise model observed are written at the end of the run with the final verdict.
 //!
