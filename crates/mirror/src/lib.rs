@@ -120,13 +120,13 @@ mod tee;
 mod upstream;
 
 pub use analysis::{Example, Group, LearnedNoise, Outcomes};
-pub use config::{IdConfig, MirrorConfig, RawMirrorConfig, ShadowConfig, Upstream, defaults};
-pub use correlate::{IDS_FILE, IdPair};
-pub use flows::{FlowGroup, FlowSummary, IdSummary};
 pub use capture::{
     CaptureConfig, CaptureFile, CaptureHandle, CaptureSummary, CapturedRequest, read_capture,
 };
+pub use config::{IdConfig, MirrorConfig, RawMirrorConfig, ShadowConfig, Upstream, defaults};
+pub use correlate::{IDS_FILE, IdPair};
 pub use error::{ConfigError, MirrorError};
+pub use flows::{FlowGroup, FlowSummary, IdSummary};
 pub use rules_file::{RuleProblem, RulesFileError, default_rules, load_rules, parse_rules};
 pub use server::{Mirror, start};
 pub use sse::StreamSummary;
