@@ -711,8 +711,11 @@ fn discrepancies(m: &Measurements) -> Discrepancies {
         } else {
             Vec::new()
         };
+        // Array indices do not split a group (as route templates keep ids from splitting
+        // one): `/0/reason` and `/7/reason` are the same difference, shown as `/*/reason`.
+        let pattern = index_pattern(&d.path);
         let place = if steps.is_empty() {
-            d.path.clone()
+            pattern.clone()
         } else {
             steps.join(",")
         };
@@ -732,7 +735,7 @@ fn discrepancies(m: &Measurements) -> Discrepancies {
                     method: d.method.clone(),
                     route: d.route.clone(),
                     kind: d.kind.as_str().to_owned(),
-                    path: d.path.clone(),
+                    path: pattern,
                     count: 0,
                     flows: 0,
                     label: d.label.clone(),
@@ -790,4 +793,40 @@ fn discrepancies(m: &Measurements) -> Discrepancies {
 /// The dimension's unit-aware display of a value (for renderers).
 pub fn display(value: f64, dim: Dimension) -> String {
     units::Display { value, dim }.to_string()
+}
+
+/// A JSON Pointer with every array index (an all-digit segment) as `*`, the form the
+/// comparison engine's signatures hash.
+fn index_pattern(path: &str) -> String {
+    if !path.bytes().any(|b| b.is_ascii_digit()) {
+        return path.to_owned();
+    }
+    path.split('/')
+        .map(|seg| {
+            if !seg.is_empty() && seg.bytes().all(|b| b.is_ascii_digit()) {
+                "*"
+            } else {
+                seg
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn array_indices_do_not_split_groups() {
+        assert_eq!(index_pattern("/0/reason"), "/*/reason");
+        assert_eq!(
+            index_pattern("/data/12/fills/3/price"),
+            "/data/*/fills/*/price"
+        );
+        assert_eq!(index_pattern("/balances/USDT"), "/balances/USDT");
+        assert_eq!(index_pattern("/v2x/1a"), "/v2x/1a");
+        assert_eq!(index_pattern(""), "");
+        assert_eq!(index_pattern("/status"), "/status");
+    }
 }
