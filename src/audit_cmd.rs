@@ -15,6 +15,7 @@
 //! evidence, and one bad line must not hide the rest. Bad input (a missing file, a rules
 //! problem, a malformed id map) exits 2 with the file (and line) named.
 
+use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -146,16 +147,77 @@ fn rotation_key(name: &str) -> Option<(String, u64)> {
     Some((date.to_owned(), n))
 }
 
-/// The files of one side, in order, with their text.
-fn read_side(path: &Path) -> anyhow::Result<Vec<(String, String)>> {
+/// Where each file of an audit log ended at some moment (bytes), so that only what was
+/// written afterwards is read: `validate` marks both logs before its mirror step and compares
+/// only that step's entries (the direct load steps before it reach one gateway each, and
+/// would all be missing or extra). Files that did not exist at the mark are read whole.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct LogMark {
+    ends: BTreeMap<PathBuf, u64>,
+}
+
+impl LogMark {
+    /// The current size of `path` (a file) or of each `audit-*.log` file in it (a directory).
+    /// A log that does not exist yet marks nothing (everything in it is new).
+    pub fn now(path: &Path) -> LogMark {
+        let mut ends = BTreeMap::new();
+        let files: Vec<PathBuf> = if path.is_dir() {
+            std::fs::read_dir(path)
+                .map(|entries| {
+                    entries
+                        .filter_map(Result::ok)
+                        .filter(|e| rotation_key(&e.file_name().to_string_lossy()).is_some())
+                        .map(|e| e.path())
+                        .collect()
+                })
+                .unwrap_or_default()
+        } else {
+            vec![path.to_path_buf()]
+        };
+        for f in files {
+            if let Ok(meta) = std::fs::metadata(&f) {
+                ends.insert(f, meta.len());
+            }
+        }
+        LogMark { ends }
+    }
+
+    /// The part of `bytes` (the file `path` now) written after the mark, from a line start,
+    /// and how many lines came before it.
+    fn tail<'a>(&self, path: &Path, bytes: &'a [u8]) -> (&'a [u8], usize) {
+        let Some(&end) = self.ends.get(path) else {
+            return (bytes, 0);
+        };
+        let mut start = usize::try_from(end).unwrap_or(usize::MAX).min(bytes.len());
+        // A mark inside a line (a write in progress) starts at the next line.
+        if start > 0 && bytes[start - 1] != b'\n' {
+            start = bytes[start..]
+                .iter()
+                .position(|b| *b == b'\n')
+                .map_or(bytes.len(), |i| start + i + 1);
+        }
+        let before = bytes[..start].iter().filter(|b| **b == b'\n').count();
+        (&bytes[start..], before)
+    }
+}
+
+/// The files of one side, in order, with their text (after `mark`, when given).
+fn read_side(path: &Path, mark: Option<&LogMark>) -> anyhow::Result<Vec<(String, String)>> {
     let meta = std::fs::metadata(path)
         .with_context(|| format!("cannot read the audit log {}", path.display()))?;
     let read = |p: &Path| -> anyhow::Result<(String, String)> {
         let bytes = std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))?;
-        Ok((
-            p.display().to_string(),
-            String::from_utf8_lossy(&bytes).into_owned(),
-        ))
+        let (text, before) = match mark {
+            Some(m) => m.tail(p, &bytes),
+            None => (&bytes[..], 0),
+        };
+        // Line numbers in messages count from the mark: say where that is.
+        let name = if before > 0 {
+            format!("{} (after line {before})", p.display())
+        } else {
+            p.display().to_string()
+        };
+        Ok((name, String::from_utf8_lossy(text).into_owned()))
     };
     if !meta.is_dir() {
         return Ok(vec![read(path)?]);
@@ -171,6 +233,10 @@ fn read_side(path: &Path) -> anyhow::Result<Vec<(String, String)>> {
         }
     }
     if files.is_empty() {
+        // Marked before any file was written, and still none: nothing was logged.
+        if mark.is_some() {
+            return Ok(Vec::new());
+        }
         bail!(
             "{}: no audit-YYYY-MM-DD[-N].log files in this directory",
             path.display()
@@ -180,8 +246,13 @@ fn read_side(path: &Path) -> anyhow::Result<Vec<(String, String)>> {
     files.iter().map(|(_, p)| read(p)).collect()
 }
 
-fn parse_side(path: &Path, arg: FormatArg, flag: &str) -> anyhow::Result<(ParsedLog, AuditFormat)> {
-    let files = read_side(path)?;
+fn parse_side(
+    path: &Path,
+    arg: FormatArg,
+    flag: &str,
+    mark: Option<&LogMark>,
+) -> anyhow::Result<(ParsedLog, AuditFormat)> {
+    let files = read_side(path, mark)?;
     let format = match arg {
         FormatArg::Python => AuditFormat::Python,
         FormatArg::Cpp => AuditFormat::Cpp,
@@ -207,33 +278,85 @@ fn parse_side(path: &Path, arg: FormatArg, flag: &str) -> anyhow::Result<(Parsed
     Ok((log, format))
 }
 
-/// Runs the command; exit 0 consistent, 1 findings.
-pub async fn run(args: AuditDiffArgs) -> anyhow::Result<ExitCode> {
-    // Everything is read and checked before the run directory is created.
-    let rules = load_rules(args.rules.as_deref())?;
-    let (ids, ids_file) = load_ids(args.ids.as_deref())?;
-    let (primary, pf) = parse_side(&args.primary, args.primary_format, "--primary-format")?;
-    let (candidate, cf) = parse_side(&args.candidate, args.candidate_format, "--candidate-format")?;
+/// One comparison's inputs: the command's arguments, or `validate`'s audit step.
+#[derive(Debug, Clone)]
+pub struct AuditJob {
+    /// The primary's log (file or directory).
+    pub primary: PathBuf,
+    /// The candidate's log (file or directory).
+    pub candidate: PathBuf,
+    pub primary_format: FormatArg,
+    pub candidate_format: FormatArg,
+    /// Rules file with an `[audit]` table (`None`: the built-in VeloZ mapping).
+    pub rules: Option<PathBuf>,
+    /// `ids.ndjson` or the run directory holding it.
+    pub ids: Option<PathBuf>,
+    /// Read only what was written after these marks (primary, candidate).
+    pub marks: Option<(LogMark, LogMark)>,
+}
+
+/// Checks the rules file (for `validate`, before anything runs).
+pub fn check_rules(path: &Path) -> anyhow::Result<()> {
+    load_rules(Some(path)).map(|_| ())
+}
+
+/// A finished comparison.
+#[derive(Debug)]
+pub struct AuditOutcome {
+    pub report: AuditReport,
+    /// Entries read on each side (primary, candidate).
+    pub entries: (usize, usize),
+}
+
+impl AuditOutcome {
+    pub fn is_consistent(&self) -> bool {
+        self.report.is_consistent()
+    }
+}
+
+/// Reads and compares both logs, writes the run directory `out` with `manifest` (kind
+/// `audit-diff`; its `extra.audit` is filled in here), prints the warnings and the per-action
+/// table. Everything is read and checked before `out` is created.
+pub fn compare_into(
+    job: &AuditJob,
+    out: &Path,
+    manifest: Manifest,
+) -> anyhow::Result<AuditOutcome> {
+    let rules = load_rules(job.rules.as_deref())?;
+    let (ids, ids_file) = load_ids(job.ids.as_deref())?;
+    let (pm, cm) = match &job.marks {
+        Some((p, c)) => (Some(p), Some(c)),
+        None => (None, None),
+    };
+    let (primary, pf) = parse_side(&job.primary, job.primary_format, "--primary-format", pm)?;
+    let (candidate, cf) = parse_side(
+        &job.candidate,
+        job.candidate_format,
+        "--candidate-format",
+        cm,
+    )?;
     let report = compare_logs(&rules, &primary, &candidate, &ids);
 
-    let mut manifest = Manifest::new(RunKind::AuditDiff, env!("CARGO_PKG_VERSION"));
-    manifest
-        .targets
-        .insert("primary".into(), args.primary.display().to_string());
-    manifest
-        .targets
-        .insert("candidate".into(), args.candidate.display().to_string());
-    manifest.scenario = args.rules.as_ref().map(|p| p.display().to_string());
-    let run = RunWriter::create(&args.out, manifest)
-        .with_context(|| format!("cannot create the run directory {}", args.out.display()))?;
+    let run = RunWriter::create(out, manifest)
+        .with_context(|| format!("cannot create the run directory {}", out.display()))?;
     let writer = run.discrepancies()?;
     write_findings(&writer, &report)?;
     let bad_written = write_bad_lines(&writer, &[&primary, &candidate])?;
     writer.flush()?;
+    let mut primary_json = side_json(&primary, pf);
+    let mut candidate_json = side_json(&candidate, cf);
+    for (j, path) in [
+        (&mut primary_json, &job.primary),
+        (&mut candidate_json, &job.candidate),
+    ] {
+        j["log"] = path.display().to_string().into();
+        j["from_mark"] = job.marks.is_some().into();
+    }
     let extra = serde_json::json!({
         "consistent": report.is_consistent(),
-        "primary": side_json(&primary, pf),
-        "candidate": side_json(&candidate, cf),
+        "rules": job.rules.as_ref().map(|p| p.display().to_string()),
+        "primary": primary_json,
+        "candidate": candidate_json,
         "ids": {
             "file": ids_file,
             "pairs": ids.len(),
@@ -262,15 +385,41 @@ pub async fn run(args: AuditDiffArgs) -> anyhow::Result<ExitCode> {
             eprintln!(
                 "warning: {side}: {} more unreadable lines (all in {})",
                 log.unparseable.len() - 20,
-                args.out.join("discrepancies.ndjson").display()
+                out.join("discrepancies.ndjson").display()
             );
         }
         for t in &log.torn {
             eprintln!("warning: {side}: torn last line {t}");
         }
     }
-    print_summary(&report, &primary, &candidate, &args.out)?;
-    Ok(if report.is_consistent() {
+    print_summary(&report, &primary, &candidate, out)?;
+    Ok(AuditOutcome {
+        report,
+        entries: (primary.entries.len(), candidate.entries.len()),
+    })
+}
+
+/// Runs the command; exit 0 consistent, 1 findings.
+pub async fn run(args: AuditDiffArgs) -> anyhow::Result<ExitCode> {
+    let job = AuditJob {
+        primary: args.primary.clone(),
+        candidate: args.candidate.clone(),
+        primary_format: args.primary_format,
+        candidate_format: args.candidate_format,
+        rules: args.rules.clone(),
+        ids: args.ids.clone(),
+        marks: None,
+    };
+    let mut manifest = Manifest::new(RunKind::AuditDiff, env!("CARGO_PKG_VERSION"));
+    manifest
+        .targets
+        .insert("primary".into(), args.primary.display().to_string());
+    manifest
+        .targets
+        .insert("candidate".into(), args.candidate.display().to_string());
+    manifest.scenario = args.rules.as_ref().map(|p| p.display().to_string());
+    let outcome = compare_into(&job, &args.out, manifest)?;
+    Ok(if outcome.is_consistent() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
@@ -430,6 +579,45 @@ mod tests {
         assert!(rotation_key("audit-2026-11-29.txt").is_none());
         assert!(rotation_key("audit-2026-11-29-x.log").is_none());
         assert!(rotation_key("other.log").is_none());
+    }
+
+    #[test]
+    fn a_mark_reads_only_whole_lines_written_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("a.log");
+        std::fs::write(&f, "one\ntwo\n").unwrap();
+        let mark = LogMark::now(&f);
+        let bytes = b"one\ntwo\nthree\nfour\n";
+        assert_eq!(mark.tail(&f, bytes), (&b"three\nfour\n"[..], 2));
+        // A mark inside a line starts at the next one.
+        let mid = LogMark {
+            ends: BTreeMap::from([(f.clone(), 5)]),
+        };
+        assert_eq!(mid.tail(&f, bytes), (&b"three\nfour\n"[..], 2));
+        // A file the mark does not know (rotated in later) is read whole.
+        let other = dir.path().join("b.log");
+        assert_eq!(mark.tail(&other, bytes), (&bytes[..], 0));
+        // A file shorter than its mark (truncated) yields nothing, not a panic.
+        assert_eq!(mark.tail(&f, b"x\n").0, b"");
+
+        // A directory marks each audit file; one created afterwards is read whole.
+        let audit = dir.path().join("audit");
+        std::fs::create_dir(&audit).unwrap();
+        let empty = LogMark::now(&audit);
+        assert_eq!(read_side(&audit, Some(&empty)).unwrap(), Vec::new());
+        assert!(
+            read_side(&audit, None).is_err(),
+            "no files, no mark: bad input"
+        );
+        let day = audit.join("audit-2026-11-29.log");
+        std::fs::write(&day, "{\"a\":1}\n").unwrap();
+        let mark = LogMark::now(&audit);
+        std::fs::write(&day, "{\"a\":1}\n{\"a\":2}\n").unwrap();
+        std::fs::write(audit.join("audit-2026-11-30.log"), "{\"a\":3}\n").unwrap();
+        let files = read_side(&audit, Some(&mark)).unwrap();
+        let texts: Vec<&str> = files.iter().map(|(_, t)| t.as_str()).collect();
+        assert_eq!(texts, ["{\"a\":2}\n", "{\"a\":3}\n"]);
+        assert!(files[0].0.ends_with("(after line 1)"), "{}", files[0].0);
     }
 
     #[test]

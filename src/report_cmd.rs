@@ -6,7 +6,9 @@
 //! and the mirror runs whose latency must not be merged with the direct load runs in
 //! `extra.compare_only`); given such a directory, the report opens those sub-runs the way
 //! the command that wrote it did ([`open_measurements`]), so its verdict can be re-made. A
-//! run the command marked `partial` (interrupted) is reported with a warning saying so.
+//! run the command marked `partial` (interrupted) is reported with a warning saying so. The
+//! `compare_only` runs keep their side series (SSE event lag), which only the mirror measures.
+//! A `demo`/`validate` manifest that lists no sub-runs is read as a plain run directory.
 
 use std::fs;
 use std::io::{BufWriter, Write};
@@ -14,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context as _;
+use shadowgate_report::measure::is_request_measure;
 use shadowgate_report::render::{self, Format};
 use shadowgate_report::{Criteria, Measurements, Options, Report, evaluate};
 
@@ -127,6 +130,11 @@ fn composite(dir: &Path) -> Option<Composite> {
     ) {
         return None;
     }
+    // Only a manifest that lists sub-runs is a composite; a `demo`/`validate` kind without
+    // the lists (data written into the directory itself) is read as the plain run it is.
+    if !manifest.extra.contains_key("runs") && !manifest.extra.contains_key("compare_only") {
+        return None;
+    }
     let list = |key: &str| -> Vec<PathBuf> {
         manifest
             .extra
@@ -194,16 +202,23 @@ pub(crate) fn open_measurements(
                     runs.push(shadowgate_record::Run::open(sub)?);
                 }
                 for sub in &c.compare_only {
-                    let mut run = shadowgate_record::Run::open(sub)?;
-                    run.latency.clear();
-                    run.counts.clear();
-                    runs.push(run);
+                    runs.push(compare_only(shadowgate_record::Run::open(sub)?));
                 }
             }
             None => runs.push(shadowgate_record::Run::open(dir)?),
         }
     }
     Ok((Measurements::from_runs(runs)?, notes, phase))
+}
+
+/// A `compare_only` sub-run as the verdict takes it: its request latency and counts go (the
+/// primary behind one more hop and the shadow copies are no figures of either gateway), its
+/// other series stay — the SSE event lag (`;lag`) is a comparison the mirror alone measures.
+fn compare_only(mut run: shadowgate_record::Run) -> shadowgate_record::Run {
+    run.latency
+        .retain(|key, _| !is_request_measure(&key.measure));
+    run.counts.clear();
+    run
 }
 
 /// `--candidate`/`--primary`, or the only target standing in for `candidate`.
@@ -289,4 +304,106 @@ fn write_file(
     f(&mut w).with_context(|| format!("cannot write {}", path.display()))?;
     w.flush()
         .with_context(|| format!("cannot write {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use shadowgate_record::{LatencyRecorder, Manifest, Measure, Outcome, RunKind, SeriesKey};
+
+    use super::*;
+
+    /// A run of `kind` in `dir`: 50 request samples (with counts) and 20 SSE lag samples of
+    /// the candidate; `extra` goes into the manifest as it is.
+    fn write_run(dir: &Path, kind: RunKind, extra: serde_json::Value) {
+        fs::create_dir_all(dir).unwrap();
+        let t0 = SystemTime::now() - Duration::from_secs(10);
+        let mut m = Manifest::new(kind, "0.1.0-test");
+        m.started_at = t0;
+        m.ended_at = Some(t0 + Duration::from_secs(2));
+        m.targets
+            .insert("candidate".into(), "http://127.0.0.1:8081".into());
+        if let serde_json::Value::Object(map) = extra {
+            m.extra.extend(map);
+        }
+        m.write(dir).unwrap();
+        let rec = LatencyRecorder::create(dir, t0, Duration::from_secs(1)).unwrap();
+        let key = |route: &str, measure| SeriesKey::new("candidate", "GET", route, measure);
+        let req = rec
+            .series(key("/api/market", Measure::Response).unwrap())
+            .unwrap();
+        let lag = rec
+            .series(key("/api/stream", Measure::Other("lag".into())).unwrap())
+            .unwrap();
+        let mut local = rec.local();
+        for i in 0..50_u64 {
+            local.record(req, 100_000 + i);
+            local.count(req, Outcome::Status2xx);
+        }
+        for ms in 1..=20_u64 {
+            local.record(lag, ms * 1_000_000);
+        }
+        local.flush();
+        rec.write_interval_at(Duration::from_secs(1)).unwrap();
+        drop(local);
+        rec.finish().unwrap();
+    }
+
+    fn lag() -> Measure {
+        Measure::Other("lag".into())
+    }
+
+    #[test]
+    fn a_compare_only_run_keeps_its_lag_series_but_not_its_request_latency_or_counts() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("v");
+        fs::create_dir_all(&dir).unwrap();
+        let mut top = Manifest::new(RunKind::Validate, "0.1.0-test");
+        top.extra
+            .insert("runs".into(), serde_json::json!(Vec::<String>::new()));
+        top.extra
+            .insert("compare_only".into(), serde_json::json!(["mirror"]));
+        top.write(&dir).unwrap();
+        write_run(&dir.join("mirror"), RunKind::Mirror, serde_json::json!({}));
+
+        let (m, _, _) = open_measurements(std::slice::from_ref(&dir)).unwrap();
+        let lag_h = m
+            .latency("candidate", None, &lag())
+            .expect("the lag series");
+        assert_eq!(lag_h.len(), 20);
+        assert!(m.latency("candidate", None, &Measure::Response).is_none());
+        assert!(m.run.counts.is_empty());
+        assert!(
+            m.run
+                .latency
+                .keys()
+                .all(|k| !is_request_measure(&k.measure))
+        );
+    }
+
+    #[test]
+    fn a_validate_manifest_without_sub_run_lists_is_read_as_a_plain_run() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("plain");
+        write_run(&dir, RunKind::Validate, serde_json::json!({"note": "x"}));
+        assert!(composite(&dir).is_none());
+        let (m, notes, phase) = open_measurements(std::slice::from_ref(&dir)).unwrap();
+        assert!(notes.is_empty() && phase.is_none());
+        let h = m.latency("candidate", None, &Measure::Response).unwrap();
+        assert_eq!(h.len(), 50);
+        assert_eq!(m.latency("candidate", None, &lag()).unwrap().len(), 20);
+        assert!(!m.run.counts.is_empty());
+
+        // With the lists (empty: nothing recorded yet) it is a composite, and says so.
+        let dir = tmp.path().join("empty");
+        write_run(
+            &dir,
+            RunKind::Demo,
+            serde_json::json!({"runs": [], "compare_only": []}),
+        );
+        assert!(composite(&dir).is_some());
+        let e = open_measurements(std::slice::from_ref(&dir)).unwrap_err();
+        assert!(format!("{e:#}").contains("recorded nothing yet"), "{e:#}");
+    }
 }

@@ -8,7 +8,11 @@
 //! 3. mirror step: an in-process mirror on 127.0.0.1:0 in front of both, loaded with the same
 //!    scenario in the primary's dialect (`mirror-load/`, not part of the verdict), diffing
 //!    every answer (`mirror/`);
-//! 4. the report against phase N, every format into the run directory, with candidate and
+//! 4. with `--primary-audit`/`--candidate-audit`: the two gateways' audit logs, only the
+//!    entries written during the mirror step (each log's size is marked when the step
+//!    starts), compared as `shadowgate audit-diff` does with the mirror's id map (`audit/`),
+//!    which phase 3's "audit logs consistent" criterion judges;
+//! 5. the report against phase N, every format into the run directory, with candidate and
 //!    primary side by side.
 //!
 //! Design decisions:
@@ -32,10 +36,11 @@ use std::time::Duration;
 use anyhow::{Context as _, anyhow, bail};
 use shadowgate_load::{LoadOptions, Overrides, ProgressMode, Scenario, Shard};
 use shadowgate_mirror::RawMirrorConfig;
-use shadowgate_record::RunKind;
+use shadowgate_record::{Manifest, RunKind};
 use shadowgate_report::Criteria;
 use shadowgate_sim::Profile;
 
+use crate::audit_cmd::{self, AuditJob, FormatArg, LogMark};
 use crate::health::{self, Probe, Verdict};
 use crate::pipeline::{self, Composite, EXIT_INTERRUPTED, Interrupt, Progress, Sampling};
 use crate::sample_cmd::Source;
@@ -50,13 +55,19 @@ Examples:
     shadowgate validate --phase 1 --primary http://127.0.0.1:8080 --candidate http://127.0.0.1:8081 \\
         --candidate-pid $(pgrep -f veloz_gateway) --out reports/phase1
     shadowgate validate --phase 3 --primary http://py:8080 --candidate http://cpp:8081 \\
-        --scenario scenarios/phase3-10k.load.toml --candidate-metrics http://cpp:8081/metrics
+        --scenario scenarios/phase3-10k.load.toml --candidate-metrics http://cpp:8081/metrics \\
+        --primary-audit /var/log/veloz/gateway-audit.log --candidate-audit /var/log/veloz/audit
 
 Run directory: load-primary/, load-candidate/ (one load run each), resources-primary/,
 resources-candidate/ (when a PID or /metrics URL is given), mirror/ and mirror-load/ (the
-mirror step), rules/ (the default rules, when --rules is not given), manifest.json (which
-sub-runs the verdict uses; `partial` when interrupted) and the report files. Re-judge it with
-`shadowgate report DIR --phase N`.")]
+mirror step), audit/ (with --primary-audit and --candidate-audit: the audit-log entries of
+the mirror step compared), rules/ (the default rules, when --rules is not given),
+manifest.json (which sub-runs the verdict uses; `partial` when interrupted) and the report
+files. Re-judge it with `shadowgate report DIR --phase N`.
+
+Without the audit logs, phase 3's \"audit logs consistent\" criterion has no data (and
+fails): give --primary-audit and --candidate-audit, or run `shadowgate audit-diff` and pass
+its directory to `shadowgate report` with this one.")]
 pub struct ValidateArgs {
     /// Rollout phase whose criteria judge the run (1-5 or overall).
     #[arg(long, value_name = "N")]
@@ -127,6 +138,22 @@ pub struct ValidateArgs {
     /// Run directory [default: reports/validate-<UTC time>].
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
+
+    /// The primary's audit log (a file of `[AUDIT]` lines, or a directory of
+    /// `audit-*.log` NDJSON files), as `shadowgate audit-diff` takes it. With
+    /// --candidate-audit: the entries both gateways log during the mirror step are compared
+    /// (DIR/audit/), which phase 3's "audit logs consistent" criterion judges.
+    #[arg(long, value_name = "PATH")]
+    pub primary_audit: Option<PathBuf>,
+
+    /// The candidate's audit log (file or directory); see --primary-audit.
+    #[arg(long, value_name = "PATH")]
+    pub candidate_audit: Option<PathBuf>,
+
+    /// Rules file with an `[audit]` table for the audit comparison [default: the built-in
+    /// VeloZ mapping, as scenarios/audit.toml].
+    #[arg(long, value_name = "FILE")]
+    pub audit_rules: Option<PathBuf>,
 }
 
 fn parse_profile(s: &str) -> Result<Profile, String> {
@@ -165,7 +192,57 @@ struct Plan {
     scenario: Scenario,
     rules: Rules,
     sources: [Option<Source>; 2],
+    audit: Option<AuditPlan>,
     out: PathBuf,
+}
+
+/// The audit logs to compare after the mirror step.
+#[derive(Debug)]
+struct AuditPlan {
+    primary: PathBuf,
+    candidate: PathBuf,
+    rules: Option<PathBuf>,
+}
+
+fn audit_plan(args: &ValidateArgs) -> anyhow::Result<Option<AuditPlan>> {
+    let (primary, candidate) = match (&args.primary_audit, &args.candidate_audit) {
+        (Some(p), Some(c)) => (p.clone(), c.clone()),
+        (None, None) => {
+            if let Some(r) = &args.audit_rules {
+                bail!(
+                    "--audit-rules {}: give the audit logs too (--primary-audit PATH \
+                     --candidate-audit PATH)",
+                    r.display()
+                );
+            }
+            return Ok(None);
+        }
+        (Some(_), None) => bail!(
+            "--primary-audit needs --candidate-audit: the audit comparison reads both \
+             gateways' logs (e.g. --candidate-audit /var/log/veloz/audit)"
+        ),
+        (None, Some(_)) => bail!(
+            "--candidate-audit needs --primary-audit: the audit comparison reads both \
+             gateways' logs (e.g. --primary-audit gateway-audit.log)"
+        ),
+    };
+    for (flag, path) in [("primary", &primary), ("candidate", &candidate)] {
+        std::fs::metadata(path).with_context(|| {
+            format!(
+                "--{flag}-audit {}: cannot read it (a log file, or a directory of \
+                 audit-*.log files)",
+                path.display()
+            )
+        })?;
+    }
+    if let Some(r) = &args.audit_rules {
+        audit_cmd::check_rules(r).context("--audit-rules")?;
+    }
+    Ok(Some(AuditPlan {
+        primary,
+        candidate,
+        rules: args.audit_rules.clone(),
+    }))
 }
 
 /// The mirror step's rules: a file, or the compiled-in VeloZ rules (written into the run).
@@ -211,12 +288,14 @@ fn plan(args: &ValidateArgs) -> anyhow::Result<Plan> {
         sample_source(args.primary_pid, &args.primary_metrics, "primary")?,
         sample_source(args.candidate_pid, &args.candidate_metrics, "candidate")?,
     ];
+    let audit = audit_plan(args)?;
     Ok(Plan {
         phase: args.phase.clone(),
         criteria,
         scenario,
         rules,
         sources,
+        audit,
         out: args
             .out
             .clone()
@@ -251,7 +330,7 @@ pub async fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
     let plan = plan(&args)?;
     let primary = base_url(&args.primary);
     let candidate = base_url(&args.candidate);
-    let mut progress = Progress::new(5);
+    let mut progress = Progress::new(if plan.audit.is_some() { 6 } else { 5 });
     let s = &plan.scenario;
     let load_time = s.ramp + s.warmup + s.duration + Duration::from_secs(2);
 
@@ -378,6 +457,12 @@ pub async fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
         ),
         Some(load_time),
     );
+    // Where the audit logs end now: the mirror step's entries are what comes after (the
+    // direct load steps reached one gateway each, so their entries have no counterpart).
+    let marks = plan
+        .audit
+        .as_ref()
+        .map(|a| (LogMark::now(&a.primary), LogMark::now(&a.candidate)));
     if interrupt.reason().is_none()
         && failure.is_none()
         && let Err(e) = mirror_step(&args, &plan, &mut run, &primary, &candidate, &interrupt).await
@@ -385,7 +470,25 @@ pub async fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
         failure = Some(e);
     }
 
-    // 4. The verdict over whatever exists.
+    // 4. The audit logs of the mirror step.
+    if let (Some(audit), Some(marks)) = (&plan.audit, marks) {
+        progress.step(
+            &format!(
+                "audit logs of the mirror step: {} vs {}",
+                audit.primary.display(),
+                audit.candidate.display()
+            ),
+            None,
+        );
+        if interrupt.reason().is_none()
+            && failure.is_none()
+            && let Err(e) = audit_step(audit, marks, &mut run, &primary, &candidate, s)
+        {
+            failure = Some(e);
+        }
+    }
+
+    // 5. The verdict over whatever exists.
     let interrupted = interrupt.reason();
     run.finish(interrupted.or(failure.as_ref().map(|_| "stopped by an error")))?;
     progress.step(&format!("report against phase {}", plan.phase), None);
@@ -447,6 +550,52 @@ fn load_options(
         goose_reports: false,
         run_token: None,
     }
+}
+
+/// Compares the entries both gateways logged since `marks` into `audit/`, translating the
+/// candidate's order ids through the mirror step's id map.
+fn audit_step(
+    audit: &AuditPlan,
+    marks: (LogMark, LogMark),
+    run: &mut Composite,
+    primary: &str,
+    candidate: &str,
+    scenario: &Scenario,
+) -> anyhow::Result<()> {
+    let ids = run.sub("mirror").join(shadowgate_mirror::IDS_FILE);
+    let job = AuditJob {
+        primary: audit.primary.clone(),
+        candidate: audit.candidate.clone(),
+        primary_format: FormatArg::Auto,
+        candidate_format: FormatArg::Auto,
+        rules: audit.rules.clone(),
+        ids: ids.exists().then_some(ids),
+        marks: Some(marks),
+    };
+    // Named and labelled as the load runs beside it, so the merged report has one target
+    // per gateway and one scenario; the log paths are in `extra.audit`.
+    let mut manifest = Manifest::new(RunKind::AuditDiff, env!("CARGO_PKG_VERSION"));
+    manifest
+        .targets
+        .insert("primary".into(), primary.to_owned());
+    manifest
+        .targets
+        .insert("candidate".into(), candidate.to_owned());
+    manifest.scenario = Some(scenario.origin.clone());
+    let outcome = audit_cmd::compare_into(&job, &run.sub("audit"), manifest)
+        .context("comparing the audit logs")?;
+    run.add_compare_only("audit")?;
+    println!(
+        "      audit: {} primary / {} candidate entries of the mirror step, {}",
+        outcome.entries.0,
+        outcome.entries.1,
+        if outcome.is_consistent() {
+            "consistent".to_owned()
+        } else {
+            format!("{} finding(s)", outcome.report.findings.len())
+        }
+    );
+    Ok(())
 }
 
 async fn mirror_step(
@@ -577,6 +726,50 @@ mod tests {
         assert!(format!("{:#}", plan(&a).err().unwrap()).contains("http://"));
         assert!(parse(&["--primary-pid", "1", "--primary-metrics", "http://h/m"]).is_err());
         assert!(parse(&["--candidate-profile", "go"]).is_err());
+    }
+
+    #[test]
+    fn audit_logs_come_in_pairs_and_are_checked_before_any_io() {
+        let tmp = tempfile::tempdir().unwrap();
+        let log = tmp.path().join("py.log");
+        std::fs::write(&log, "").unwrap();
+        let l = log.to_str().unwrap();
+        let d = tmp.path().to_str().unwrap();
+        assert!(plan(&parse(&[]).unwrap()).unwrap().audit.is_none());
+        let p = plan(&parse(&["--primary-audit", l, "--candidate-audit", d]).unwrap()).unwrap();
+        let a = p.audit.unwrap();
+        assert_eq!((a.primary.as_path(), a.rules), (log.as_path(), None));
+        for (args, needle) in [
+            (
+                vec!["--primary-audit", l],
+                "--primary-audit needs --candidate-audit",
+            ),
+            (
+                vec!["--candidate-audit", d],
+                "--candidate-audit needs --primary-audit",
+            ),
+            (vec!["--audit-rules", l], "--audit-rules"),
+            (
+                vec!["--primary-audit", "nope.log", "--candidate-audit", d],
+                "--primary-audit nope.log",
+            ),
+        ] {
+            let e = format!("{:#}", plan(&parse(&args).unwrap()).err().unwrap());
+            assert!(e.contains(needle), "{e}");
+        }
+        let rules = tmp.path().join("r.toml");
+        std::fs::write(&rules, "[audit]\nbogus = 1\n").unwrap();
+        let r = rules.to_str().unwrap();
+        let args = [
+            "--primary-audit",
+            l,
+            "--candidate-audit",
+            d,
+            "--audit-rules",
+            r,
+        ];
+        let e = format!("{:#}", plan(&parse(&args).unwrap()).err().unwrap());
+        assert!(e.contains("--audit-rules") && e.contains("bogus"), "{e}");
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! `shadowgate validate` end to end against two simulator processes: health, a load run per
 //! gateway with resources sampled, the mirror step, the report; a gateway that is down
-//! stops it with exit 2; Ctrl-C leaves a partial run that `shadowgate report` reads.
+//! stops it with exit 2; Ctrl-C leaves a partial run that `shadowgate report` reads; with
+//! both gateways' audit logs, the mirror step's entries are compared and phase 3's audit
+//! criterion is judged (without them it says how to get them).
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -142,6 +144,145 @@ fn validate_runs_every_step_against_two_sims_and_passes_loosened_phase_1() {
     ]);
     assert_eq!(again.code(), Some(0), "{again:?}");
     assert!(again.stdout.contains("PASS"), "{}", again.stdout);
+
+    // Without the audit logs, phase 3's audit criterion has no data and says how to get it.
+    let p3 = tmp.path().join("p3");
+    let again = run(&[
+        "report",
+        dir.to_str().unwrap(),
+        "--criteria",
+        &crit,
+        "--phase",
+        "3",
+        "--format",
+        "json",
+        "--out",
+        p3.to_str().unwrap(),
+    ]);
+    assert_eq!(again.code(), Some(1), "{again:?}");
+    let audit = criterion(&p3, "audit logs consistent");
+    assert_eq!(audit["status"], "no-data", "{audit}");
+    let why = audit["detail"].as_str().unwrap();
+    assert!(
+        why.contains("--primary-audit") && why.contains("shadowgate audit-diff"),
+        "{why}"
+    );
+}
+
+/// A criterion of `dir/report.json` by name.
+fn criterion(dir: &Path, name: &str) -> serde_json::Value {
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("report.json")).unwrap()).unwrap();
+    report["criteria"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no criterion {name:?} in {report}"))
+        .clone()
+}
+
+#[test]
+fn validate_with_audit_logs_compares_the_mirror_steps_entries_for_phase_3() {
+    let tmp = tempdir();
+    let logs = tmp.path();
+    let (py, cpp) = crate::audit_cli::sims(logs, "5");
+    let (pu, cu) = (py.url(), cpp.url());
+    let dir = tmp.path().join("v");
+    let crit = criteria();
+    let (pa, ca) = (logs.join("py-audit.log"), logs.join("cpp-audit"));
+    let out = run_with_timeout(
+        &[
+            "validate",
+            "--phase",
+            "3",
+            "--primary",
+            &pu,
+            "--candidate",
+            &cu,
+            "--criteria",
+            &crit,
+            "--rate",
+            "100",
+            "--duration",
+            "2s",
+            "--warmup",
+            "1s",
+            "--primary-audit",
+            pa.to_str().unwrap(),
+            "--candidate-audit",
+            ca.to_str().unwrap(),
+            "--out",
+            dir.to_str().unwrap(),
+        ],
+        Duration::from_secs(120),
+    );
+    assert_eq!(out.code(), Some(0), "{out:?}");
+    assert!(out.stdout.contains("[5/6] audit logs"), "{}", out.stdout);
+    assert!(out.stdout.contains("[6/6] report"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("audit logs consistent"),
+        "{}",
+        out.stdout
+    );
+    let m = manifest(&dir);
+    assert_eq!(
+        m["extra"]["compare_only"],
+        serde_json::json!(["mirror", "audit"])
+    );
+    let a = manifest(&dir.join("audit"));
+    assert_eq!(a["kind"], "audit-diff");
+    assert_eq!(a["targets"]["candidate"], cu.as_str(), "{a}");
+    let audit = &a["extra"]["audit"];
+    assert_eq!(audit["consistent"], true, "{audit}");
+    assert_eq!(audit["primary"]["from_mark"], true, "{audit}");
+    // Only the mirror step's entries: both sides saw the same requests.
+    let (p, c) = (
+        audit["primary"]["entries"].as_u64().unwrap(),
+        audit["candidate"]["entries"].as_u64().unwrap(),
+    );
+    assert!(p > 0 && p == c, "{audit}");
+    // The direct load steps logged on one side each, before the mark.
+    let whole = std::fs::read_to_string(&pa).unwrap();
+    assert!(whole.lines().count() as u64 > p, "{audit}");
+
+    let c = criterion(&dir, "audit logs consistent");
+    assert_eq!(c["status"], "pass", "{c}");
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("report.json")).unwrap()).unwrap();
+    let section = &report["discrepancies"]["audit"];
+    assert_eq!(section["consistent"], true, "{report}");
+    assert_eq!(section["matched"].as_u64(), Some(p), "{section}");
+}
+
+#[test]
+fn one_audit_flag_without_the_other_is_bad_input() {
+    let tmp = tempdir();
+    let dir = tmp.path().join("v");
+    let log = tmp.path().join("py.log");
+    std::fs::write(&log, "").unwrap();
+    let down = format!("http://{}", closed_port());
+    for (flag, missing) in [
+        ("--primary-audit", "--candidate-audit"),
+        ("--candidate-audit", "--primary-audit"),
+    ] {
+        let out = run(&[
+            "validate",
+            "--phase",
+            "3",
+            "--primary",
+            &down,
+            "--candidate",
+            &down,
+            flag,
+            log.to_str().unwrap(),
+            "--out",
+            dir.to_str().unwrap(),
+        ]);
+        assert_eq!(out.code(), Some(2), "{out:?}");
+        assert!(out.stderr.contains(missing), "{}", out.stderr);
+        assert!(!dir.exists(), "nothing written");
+    }
 }
 
 #[test]

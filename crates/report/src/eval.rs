@@ -330,16 +330,19 @@ fn measure(
             ),
         },
         Metric::Discrepancies => {
-            if !m.compared() {
+            // Audit lines come from audit-diff alone: say how to get them before anything else.
+            if sel.get("kind").is_some_and(expr::only_audit) && !m.audited() {
                 return Measured::NoData(
-                    "no run compared answers (no discrepancies.ndjson): run the mirror or replay"
+                    "no audit-diff run among the run directories: give validate \
+                     --primary-audit PATH --candidate-audit PATH, or run shadowgate audit-diff \
+                     PRIMARY_LOG CANDIDATE_LOG --ids MIRROR_RUN --out DIR and pass DIR to the \
+                     report too"
                         .into(),
                 );
             }
-            if sel.get("kind").is_some_and(expr::only_audit) && !m.audited() {
+            if !m.compared() {
                 return Measured::NoData(
-                    "no audit-diff run among the run directories: run shadowgate audit-diff \
-                     PRIMARY_LOG CANDIDATE_LOG --out DIR and pass DIR to the report too"
+                    "no run compared answers (no discrepancies.ndjson): run the mirror or replay"
                         .into(),
                 );
             }
