@@ -29,6 +29,24 @@
 //!   side not final is reported as `timeout`). One sweeper task does this every few tens of
 //!   milliseconds; polls run as tasks bounded by a semaphore.
 //! - **Bounded.** At most `max_flows` are tracked; more are counted as `untracked`.
+//! - **Polls carry the submitter's credentials.** A gateway with auth on answers a bare
+//!   order-state poll 401, so each side's poll sends the `Authorization`, `X-API-Key` and
+//!   `Cookie` headers that the order's submit carried *to that side* (the candidate's from
+//!   its copy as sent, after translation). They live only in the flow's memory, are marked
+//!   sensitive (hyper never logs them; `Debug` shows header names only), are never written
+//!   anywhere, and go when the flow is compared or expires. A poll still answered 401/403 is
+//!   counted (`poll_unauthorized`) and that side is not polled again; a flow whose side is not
+//!   final at the end and whose polls were refused is counted (`poll_unauthorized_flows`) and
+//!   reported as not compared (class ignored), never as a regression: the mirror could not
+//!   see the order, which says nothing about the candidate.
+//! - **Every id of a bulk request.** A request location whose value is a JSON array (C++
+//!   `POST /api/cancel {"order_ids":[...]}`, rule `body:/order_ids`) names one order per
+//!   element: each is rewritten through the map (all waited for at once, each up to the same
+//!   wait) and each order's flow gets the cancel. One id that cannot be mapped keeps the whole
+//!   copy from being sent (each such id is reported).
+//! - **Venue ids** are learned from order events and state polls as well as from state
+//!   answers: once both sides of a flow have shown a non-empty `venue_order_id`, the pair goes
+//!   into the map (kind `venue`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -36,7 +54,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
-use http::header::{self, HeaderMap};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Uri};
 use http_body_util::Full;
 use serde::{Deserialize, Serialize};
@@ -63,6 +81,8 @@ pub(crate) enum Side {
 
 /// The id kind order flows are keyed by.
 pub(crate) const ORDER: &str = "order";
+/// The id kind of venue (exchange) order ids.
+const VENUE: &str = "venue";
 /// Events held for ids not known yet, at most.
 const MAX_ORPHANS: usize = 10_000;
 /// How long such events are kept.
@@ -71,6 +91,65 @@ const ORPHAN_TTL: Duration = Duration::from_secs(10);
 const POLLS: usize = 32;
 /// Bytes read of a poll answer.
 const POLL_LIMIT: usize = 64 << 10;
+
+/// The credential headers one side's copy of a submit carried, for that side's polls.
+/// Memory only: values are marked sensitive and `Debug` shows header names only.
+#[derive(Clone, Default)]
+pub(crate) struct Credentials(Vec<(HeaderName, HeaderValue)>);
+
+/// Headers that authenticate a request to a gateway (§2: Bearer token, API key; a session
+/// cookie for gateways behind a login page).
+const CREDENTIAL_HEADERS: [HeaderName; 3] = [
+    header::AUTHORIZATION,
+    HeaderName::from_static("x-api-key"),
+    header::COOKIE,
+];
+
+impl Credentials {
+    /// The credential headers of a request as it was sent.
+    pub(crate) fn of(h: &HeaderMap) -> Credentials {
+        let mut out = Vec::new();
+        for name in &CREDENTIAL_HEADERS {
+            for v in h.get_all(name) {
+                let mut v = v.clone();
+                v.set_sensitive(true);
+                out.push((name.clone(), v));
+            }
+        }
+        Credentials(out)
+    }
+
+    fn add_to(&self, h: &mut HeaderMap) {
+        for (n, v) in &self.0 {
+            h.append(n.clone(), v.clone());
+        }
+    }
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.0.iter().map(|(n, _)| n.as_str()))
+            .finish()
+    }
+}
+
+/// The candidate copy's credentials when `rule` is a submit of a tracked flow (so its
+/// state polls can carry them); nothing otherwise.
+pub(crate) fn submit_credentials(
+    flows: Option<&Arc<Flows>>,
+    rule: Option<&shadowgate_diff::RouteRule>,
+    sent: &HeaderMap,
+) -> Option<Credentials> {
+    (flows.is_some()
+        && rule.is_some_and(|r| r.flow_step() == Some(shadowgate_diff::flow::FlowStep::Submit)))
+    .then(|| Credentials::of(sent))
+}
+
+/// Index of a side in per-side arrays.
+fn ix(side: Side) -> usize {
+    usize::from(side == Side::Candidate)
+}
 
 #[derive(Debug)]
 struct Tracked {
@@ -82,10 +161,65 @@ struct Tracked {
     last: Instant,
     polled: Option<Instant>,
     polling: bool,
+    /// What each side's submit was authenticated with: [primary, candidate].
+    creds: [Credentials; 2],
+    /// A side's poll was answered 401/403: not polled again.
+    refused: [bool; 2],
+    /// A poll gave a side its final state.
+    by_poll: bool,
+    /// Venue ids seen per side (learned as a pair once both are known).
+    venue: [Option<String>; 2],
+}
+
+impl Tracked {
+    fn side(&mut self, side: Side) -> &mut Flow {
+        match side {
+            Side::Primary => &mut self.p,
+            Side::Candidate => &mut self.c,
+        }
+    }
+
+    /// Notes a venue id of one side; the pair when this completes it.
+    fn venue(&mut self, side: Side, v: Option<String>) -> Option<(String, String)> {
+        let v = v?;
+        let slot = &mut self.venue[ix(side)];
+        if slot.as_deref() == Some(v.as_str()) {
+            return None;
+        }
+        *slot = Some(v);
+        match &self.venue {
+            [Some(p), Some(c)] => Some((p.clone(), c.clone())),
+            _ => None,
+        }
+    }
+
+    /// Applies an event to one side; the venue pair it completes, if any.
+    fn apply(&mut self, side: Side, event: &str, data: &Value) -> (bool, Option<(String, String)>) {
+        let changed = self.side(side).apply_event(event, data);
+        (changed, self.venue(side, venue_id(data)))
+    }
 }
 
 /// Events held for an id not known yet: (when, event name, data).
 type Held = Vec<(Instant, String, Value)>;
+
+/// One poll to send: the flow, which sides (not final, not refused), their credentials.
+struct PollJob {
+    pid: String,
+    cid: Option<String>,
+    want: (bool, bool),
+    creds: [Credentials; 2],
+}
+
+/// How a poll of one side ended.
+enum Polled {
+    /// A state, and the answer's venue id.
+    State(OrderState, Option<String>),
+    /// 401 or 403.
+    Refused,
+    /// Not sent, failed, or no state in the answer.
+    Nothing,
+}
 
 #[derive(Debug, Default)]
 struct Table {
@@ -129,6 +263,17 @@ pub struct FlowSummary {
     pub primary_polls: u64,
     /// Order-state polls sent to the candidate.
     pub candidate_polls: u64,
+    /// State polls (either side) answered 401 or 403 although they carried the credentials
+    /// of the order's submit.
+    #[serde(default)]
+    pub poll_unauthorized: u64,
+    /// Not compared: a side had no final state at the end and its polls were refused
+    /// (401/403). Reported as not compared, never as a regression.
+    #[serde(default)]
+    pub poll_unauthorized_flows: u64,
+    /// Compared flows where a poll gave at least one side its final state.
+    #[serde(default)]
+    pub completed_by_poll: u64,
     /// Flows per difference kind.
     pub by_kind: BTreeMap<String, u64>,
     /// Groups (kind + steps), most frequent first.
@@ -165,6 +310,9 @@ struct Counters {
     untracked: AtomicU64,
     submit_failed: AtomicU64,
     polls: [AtomicU64; 2],
+    poll_unauthorized: AtomicU64,
+    poll_unauthorized_flows: AtomicU64,
+    completed_by_poll: AtomicU64,
 }
 
 /// The flow tracker.
@@ -248,8 +396,16 @@ impl Flows {
     }
 
     /// A submit's shadow copy is being fired: registers the order (pending on the
-    /// candidate) so follow-ups wait for it and events find it.
-    pub(crate) fn begin(&self, primary_id: &str, status: u16, method: &str, route: &str) {
+    /// candidate) so follow-ups wait for it and events find it. `creds`: what the submit
+    /// carried to the primary (for the primary's polls).
+    pub(crate) fn begin(
+        &self,
+        primary_id: &str,
+        status: u16,
+        method: &str,
+        route: &str,
+        creds: Credentials,
+    ) {
         self.ids.expect(ORDER, primary_id);
         let now = Instant::now();
         let mut t = lock(&self.table);
@@ -274,17 +430,28 @@ impl Flows {
             last: now,
             polled: None,
             polling: false,
+            creds: [creds, Credentials::default()],
+            refused: [false; 2],
+            by_poll: false,
+            venue: [None, None],
         };
+        // The candidate's venue id is not known before its submit answer: no pair yet.
         if let Some(evs) = t.orphans.remove(&(true, primary_id.to_owned())) {
             for (_, e, d) in evs {
-                tr.p.apply_event(&e, &d);
+                tr.apply(Side::Primary, &e, &d);
             }
         }
         t.flows.insert(primary_id.to_owned(), tr);
     }
 
-    /// The candidate's answer to a submit (`None`: no answer).
-    pub(crate) fn submitted(&self, primary_id: &str, candidate: Option<(u16, Option<String>)>) {
+    /// The candidate's answer to a submit (`None`: no answer); `creds`: what the candidate's
+    /// copy carried (for the candidate's polls).
+    pub(crate) fn submitted(
+        &self,
+        primary_id: &str,
+        candidate: Option<(u16, Option<String>)>,
+        creds: Option<Credentials>,
+    ) {
         match &candidate {
             Some((_, Some(cid))) => self.ids.learn(ORDER, primary_id, cid),
             _ => self.ids.fail(ORDER, primary_id),
@@ -302,25 +469,36 @@ impl Flows {
             }
             return;
         }
+        let mut venue = None;
         if let Some(tr) = t.flows.get_mut(primary_id) {
             tr.last = Instant::now();
             if let Some((status, cid)) = candidate {
                 tr.c.submit = Some(status);
                 tr.c.id = cid;
             }
-            for (_, e, d) in orphans.into_iter().flatten() {
-                tr.c.apply_event(&e, &d);
+            if let Some(c) = creds {
+                tr.creds[1] = c;
             }
+            for (_, e, d) in orphans.into_iter().flatten() {
+                venue = tr.apply(Side::Candidate, &e, &d).1.or(venue);
+            }
+        }
+        drop(t);
+        if let Some((p, c)) = venue {
+            self.ids.learn(VENUE, &p, &c);
         }
     }
 
-    /// A cancel's answers.
-    pub(crate) fn cancelled(&self, primary_id: &str, p: u16, c: Option<u16>) {
+    /// A cancel's answers, for every order the request named.
+    pub(crate) fn cancelled(&self, primary_ids: &[String], p: u16, c: Option<u16>) {
+        let now = Instant::now();
         let mut t = lock(&self.table);
-        if let Some(tr) = t.flows.get_mut(primary_id) {
-            tr.last = Instant::now();
-            tr.p.cancel = Some(p);
-            tr.c.cancel = c;
+        for id in primary_ids {
+            if let Some(tr) = t.flows.get_mut(id) {
+                tr.last = now;
+                tr.p.cancel = Some(p);
+                tr.c.cancel = c;
+            }
         }
     }
 
@@ -359,12 +537,13 @@ impl Flows {
         if let Some(pid) = &primary_id
             && let Some(tr) = t.flows.get_mut(pid)
         {
-            let f = match side {
-                Side::Primary => &mut tr.p,
-                Side::Candidate => &mut tr.c,
-            };
-            if f.apply_event(event, data) {
+            let (changed, venue) = tr.apply(side, event, data);
+            if changed {
                 tr.last = now;
+            }
+            drop(t);
+            if let Some((p, c)) = venue {
+                self.ids.learn(VENUE, &p, &c);
             }
             return;
         }
@@ -418,9 +597,19 @@ impl Flows {
                     && !tr.polling
                     && tr.polled.is_none_or(|at| now.duration_since(at) >= quiet)
                 {
-                    tr.polling = true;
-                    tr.polled = Some(now);
-                    to_poll.push((id.clone(), tr.c.id.clone(), finals));
+                    // A side that is final needs no poll; one that refused the credentials
+                    // would refuse them again.
+                    let want = (!finals.0 && !tr.refused[0], !finals.1 && !tr.refused[1]);
+                    if want.0 || want.1 {
+                        tr.polling = true;
+                        tr.polled = Some(now);
+                        to_poll.push(PollJob {
+                            pid: id.clone(),
+                            cid: tr.c.id.clone(),
+                            want,
+                            creds: tr.creds.clone(),
+                        });
+                    }
                 }
             }
             if !all {
@@ -430,55 +619,155 @@ impl Flows {
                 });
             }
         }
-        for (pid, cid, finals) in to_poll {
+        for job in to_poll {
             let this = Arc::clone(self);
-            tokio::spawn(async move { this.poll(pid, cid, finals).await });
+            tokio::spawn(async move { this.poll(job).await });
         }
         let mut out = Vec::new();
         for id in done {
+            // The flow's credentials go with it.
             let tr = lock(&self.table).flows.remove(&id);
             if let Some(tr) = tr {
                 let timed = (!tr.p.is_final(fr), !tr.c.is_final(fr));
+                if (timed.0 && tr.refused[0]) || (timed.1 && tr.refused[1]) {
+                    self.not_completed(&id, &tr, timed);
+                    continue;
+                }
                 compare_flows(fr, &tr.p, &tr.c, timed, &mut out);
+                if tr.by_poll {
+                    self.counters
+                        .completed_by_poll
+                        .fetch_add(1, Ordering::Relaxed);
+                }
                 self.report(&id, &tr, &out);
             }
         }
     }
 
-    async fn poll(self: Arc<Self>, pid: String, cid: Option<String>, finals: (bool, bool)) {
+    async fn poll(self: Arc<Self>, job: PollJob) {
         let Ok(_permit) = Arc::clone(&self.polls).acquire_owned().await else {
             return;
         };
-        let (ps, cs) = tokio::join!(
-            self.fetch_state(true, (!finals.0).then(|| pid.clone())),
-            self.fetch_state(false, cid.filter(|_| !finals.1))
+        let [pc, cc] = &job.creds;
+        let (pa, ca) = tokio::join!(
+            self.fetch_state(Side::Primary, job.want.0.then_some(job.pid.as_str()), pc),
+            self.fetch_state(
+                Side::Candidate,
+                job.cid.as_deref().filter(|_| job.want.1),
+                cc
+            )
         );
-        let mut t = lock(&self.table);
-        if let Some(tr) = t.flows.get_mut(&pid) {
+        let fr = self.fr();
+        let mut venue = None;
+        {
+            let mut t = lock(&self.table);
+            let Some(tr) = t.flows.get_mut(&job.pid) else {
+                return;
+            };
             tr.polling = false;
-            if ps.is_some() {
-                tr.p.state = ps;
+            for (side, a) in [(Side::Primary, pa), (Side::Candidate, ca)] {
+                match a {
+                    Polled::State(st, v) => {
+                        let f = tr.side(side);
+                        let was_final = f.is_final(fr);
+                        f.state = Some(st);
+                        if !was_final && f.is_final(fr) {
+                            tr.by_poll = true;
+                        }
+                        venue = tr.venue(side, v).or(venue);
+                    }
+                    Polled::Refused => tr.refused[ix(side)] = true,
+                    Polled::Nothing => {}
+                }
             }
-            if cs.is_some() {
-                tr.c.state = cs;
-            }
+        }
+        if let Some((p, c)) = venue {
+            self.ids.learn(VENUE, &p, &c);
         }
     }
 
-    /// Polls one side's order state for its own `id`.
-    async fn fetch_state(&self, primary: bool, id: Option<String>) -> Option<OrderState> {
+    /// Polls one side's order state for its own `id`, with the credentials its submit carried.
+    async fn fetch_state(&self, side: Side, id: Option<&str>, creds: &Credentials) -> Polled {
         let fr = self.fr();
-        let (side, u, pool) = if primary {
-            (&fr.primary, &self.primary, &self.primary_pool)
-        } else {
-            (&fr.candidate, &self.candidate, &self.candidate_pool)
+        let (rules, u, pool) = match side {
+            Side::Primary => (&fr.primary, &self.primary, &self.primary_pool),
+            Side::Candidate => (&fr.candidate, &self.candidate, &self.candidate_pool),
         };
-        let req = build_get(u, &side.poll_path(&id?)?)?;
-        self.counters.polls[usize::from(!primary)].fetch_add(1, Ordering::Relaxed);
+        let Some(mut req) = id
+            .and_then(|id| rules.poll_path(id))
+            .and_then(|p| build_get(u, &p))
+        else {
+            return Polled::Nothing;
+        };
+        creds.add_to(req.headers_mut());
+        self.counters.polls[ix(side)].fetch_add(1, Ordering::Relaxed);
         match tokio::time::timeout(self.poll_timeout, pool.exchange(req, POLL_LIMIT)).await {
-            Ok(Ok((parts, body))) if parts.status.is_success() => parse_state(side, &body),
-            _ => None,
+            Ok(Ok((parts, body))) if parts.status.is_success() => {
+                let Ok(v) = serde_json::from_slice::<Value>(&body) else {
+                    return Polled::Nothing;
+                };
+                let Some(obj) = rules.state_of(&v) else {
+                    return Polled::Nothing;
+                };
+                match OrderState::from_json(obj) {
+                    Some(st) => Polled::State(st, venue_id(obj)),
+                    None => Polled::Nothing,
+                }
+            }
+            Ok(Ok((parts, _)))
+                if matches!(
+                    parts.status,
+                    http::StatusCode::UNAUTHORIZED | http::StatusCode::FORBIDDEN
+                ) =>
+            {
+                self.counters
+                    .poll_unauthorized
+                    .fetch_add(1, Ordering::Relaxed);
+                Polled::Refused
+            }
+            _ => Polled::Nothing,
         }
+    }
+
+    /// A flow that could not be completed because its polls were refused: counted and
+    /// reported as not compared (class ignored).
+    fn not_completed(&self, pid: &str, tr: &Tracked, timed: (bool, bool)) {
+        self.counters
+            .poll_unauthorized_flows
+            .fetch_add(1, Ordering::Relaxed);
+        let sides: Vec<&str> = [
+            (timed.0 && tr.refused[0], "primary"),
+            (timed.1 && tr.refused[1], "candidate"),
+        ]
+        .into_iter()
+        .filter_map(|(x, n)| x.then_some(n))
+        .collect();
+        let sides = sides.join(" and ");
+        let cid = tr.c.id.as_deref().unwrap_or("(none)");
+        let line = Discrepancy {
+            ts: SystemTime::now(),
+            method: tr.method.clone(),
+            route: tr.route.clone(),
+            flow_id: Some(pid.to_owned()),
+            kind: DiscrepancyKind::NotCompared,
+            path: String::new(),
+            primary: Value::String(pid.to_owned()),
+            candidate: tr.c.id.clone().map_or(Value::Null, Value::String),
+            signature: signature_text(&format!("flow poll-unauthorized {sides}")),
+            class: RecClass::Ignored,
+            label: None,
+            detail: Some(format!(
+                "order {pid} on the primary, {cid} on the candidate: not completed by poll, the {sides} refused the state polls (401/403) with the credentials of the order's submit; flow not compared"
+            )),
+        };
+        self.ignored_lines.fetch_add(1, Ordering::Relaxed);
+        self.count_line(
+            &tr.method,
+            &tr.route,
+            DiscrepancyKind::NotCompared.as_str(),
+            "ignored",
+        );
+        let _ = self.writer.write(&line);
     }
 
     fn report(&self, pid: &str, tr: &Tracked, diffs: &[FlowDifference]) {
@@ -553,30 +842,64 @@ impl Flows {
         let mut changed = false;
         for idr in rule.ids() {
             for loc in &idr.request {
-                let Some(pid) = request_id(rule, loc, &path, &req.body, &mut body) else {
+                let mut pids = request_ids(rule, loc, &path, &req.body, &mut body);
+                if pids.is_empty() {
                     continue;
-                };
-                let cid = match self.ids.resolve(&idr.kind, &pid, wait).await {
-                    Resolved::Mapped(c) => c,
-                    // Counted by the map; the answers are compared as they are.
-                    Resolved::Unmapped if idr.send_unmapped => continue,
-                    other => {
-                        self.unmapped(req.method.as_str(), route, &idr.kind, &pid, &other);
-                        return Err(());
+                }
+                pids.sort_unstable();
+                pids.dedup();
+                // Every id waits for its own submit, all at once: the longest wait is `wait`.
+                let resolved = futures_util::future::join_all(
+                    pids.iter()
+                        .map(|pid| self.ids.resolve(&idr.kind, pid, wait)),
+                )
+                .await;
+                let mut map: Vec<(String, String)> = Vec::new();
+                let mut failed = false;
+                for (pid, r) in pids.into_iter().zip(resolved) {
+                    match r {
+                        Resolved::Mapped(c) if c != pid => map.push((pid, c)),
+                        Resolved::Mapped(_) => {}
+                        // Counted by the map; the answers are compared as they are.
+                        Resolved::Unmapped if idr.send_unmapped => {}
+                        other => {
+                            self.unmapped(req.method.as_str(), route, &idr.kind, &pid, &other);
+                            failed = true;
+                        }
                     }
-                };
-                if cid == pid {
+                }
+                if failed {
+                    return Err(());
+                }
+                if map.is_empty() {
                     continue;
                 }
                 changed = true;
+                let to = |id: &str| map.iter().find(|(p, _)| p == id).map(|(_, c)| c.clone());
                 match loc {
                     IdLocation::Body(f) => {
                         if let Some(slot) = body.as_mut().and_then(|v| field_mut(v, f)) {
-                            *slot = Value::String(cid);
+                            let slots: Vec<&mut Value> = match slot {
+                                Value::Array(a) => a.iter_mut().collect(),
+                                one => vec![one],
+                            };
+                            for s in slots {
+                                if let Some(c) = id_text(s).and_then(|p| to(&p)) {
+                                    *s = Value::String(c);
+                                }
+                            }
                         }
                     }
-                    IdLocation::Query(q) => path = replace_query(&path, q, &cid),
-                    IdLocation::Capture(_) => path = replace_segment(&path, &pid, &cid),
+                    IdLocation::Query(q) => {
+                        for (_, c) in &map {
+                            path = replace_query(&path, q, c);
+                        }
+                    }
+                    IdLocation::Capture(_) => {
+                        for (p, c) in &map {
+                            path = replace_segment(&path, p, c);
+                        }
+                    }
                 }
             }
         }
@@ -667,6 +990,9 @@ impl Flows {
             open: self.open() as u64,
             primary_polls: c.polls[0].load(Ordering::Relaxed),
             candidate_polls: c.polls[1].load(Ordering::Relaxed),
+            poll_unauthorized: c.poll_unauthorized.load(Ordering::Relaxed),
+            poll_unauthorized_flows: c.poll_unauthorized_flows.load(Ordering::Relaxed),
+            completed_by_poll: c.completed_by_poll.load(Ordering::Relaxed),
             by_kind: lock(&self.by_kind)
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), *v))
@@ -686,13 +1012,15 @@ impl Flows {
 }
 
 /// Feeds a mirrored exchange of a flow route to the tracker (`candidate`: its answer, if
-/// any) and learns the other ids the answers carry.
+/// any; `sent`: the credentials its copy carried, for a submit) and learns the other ids
+/// the answers carry.
 pub(crate) fn observe(
     f: &Flows,
     r: &shadowgate_diff::RouteRule,
     req: &crate::shadow::ShadowRequest,
     p: &crate::shadow::Captured,
     c: Option<&crate::shadow::Captured>,
+    sent: Option<Credentials>,
 ) {
     use shadowgate_diff::flow::FlowStep;
     let ok = |x: &crate::shadow::Captured| x.status.is_success();
@@ -709,13 +1037,12 @@ pub(crate) fn observe(
                     };
                     (c.status.as_u16(), cid)
                 });
-                f.submitted(&pid, cand);
+                f.submitted(&pid, cand, sent);
             }
         }
         Some(FlowStep::Cancel) => {
-            if let Some(pid) = request_order_id(r, &req.path, &req.body) {
-                f.cancelled(&pid, p.status.as_u16(), c.map(|c| c.status.as_u16()));
-            }
+            let pids = request_order_ids(r, &req.path, &req.body);
+            f.cancelled(&pids, p.status.as_u16(), c.map(|c| c.status.as_u16()));
         }
         Some(FlowStep::State) => {
             if let Some(pid) = request_order_id(r, &req.path, &req.body) {
@@ -873,17 +1200,37 @@ pub(crate) fn learn_other_ids(
     }
 }
 
-/// The primary id a follow-up request carries for its flow (`ids` kind order).
+/// The primary id a follow-up request carries for its flow (`ids` kind order): the first
+/// one of a bulk request.
 pub(crate) fn request_order_id(
     rule: &shadowgate_diff::RouteRule,
     path: &str,
     body: &[u8],
 ) -> Option<String> {
-    let idr = rule.ids().iter().find(|r| r.kind == ORDER)?;
+    request_order_ids(rule, path, body).into_iter().next()
+}
+
+/// Every primary order id a follow-up carries (one per element of a bulk list), from the
+/// first location of its `ids` rule that holds any.
+pub(crate) fn request_order_ids(
+    rule: &shadowgate_diff::RouteRule,
+    path: &str,
+    body: &[u8],
+) -> Vec<String> {
+    let Some(idr) = rule.ids().iter().find(|r| r.kind == ORDER) else {
+        return Vec::new();
+    };
     let mut parsed = None;
     idr.request
         .iter()
-        .find_map(|loc| request_id(rule, loc, path, body, &mut parsed))
+        .map(|loc| request_ids(rule, loc, path, body, &mut parsed))
+        .find(|v| !v.is_empty())
+        .unwrap_or_default()
+}
+
+/// A non-empty `venue_order_id` of an event or state object (C++ sends `""` for none).
+fn venue_id(v: &Value) -> Option<String> {
+    v.get("venue_order_id").and_then(id_text)
 }
 
 fn id_text(v: &Value) -> Option<String> {
@@ -902,34 +1249,46 @@ fn field_mut<'v>(v: &'v mut Value, f: &str) -> Option<&'v mut Value> {
     }
 }
 
-fn request_id(
+/// The ids at one request location: a body field holding an array names one id per element
+/// (a bulk request); elements that are not ids are left alone.
+fn request_ids(
     rule: &shadowgate_diff::RouteRule,
     loc: &IdLocation,
     path: &str,
     body: &[u8],
     parsed: &mut Option<Value>,
-) -> Option<String> {
+) -> Vec<String> {
     match loc {
         IdLocation::Body(f) => {
             if parsed.is_none() {
                 *parsed = serde_json::from_slice(body).ok();
             }
-            let v = parsed.as_mut()?;
-            id_text(field_mut(v, f)?)
+            match parsed.as_mut().and_then(|v| field_mut(v, f)) {
+                Some(Value::Array(a)) => a.iter().filter_map(id_text).collect(),
+                Some(v) => id_text(v).into_iter().collect(),
+                None => Vec::new(),
+            }
         }
-        IdLocation::Query(q) => {
-            let query = path.split_once('?')?.1;
-            query.split('&').find_map(|pair| {
-                let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-                (k == q && !v.is_empty()).then(|| percent_decode(v))
+        IdLocation::Query(q) => path
+            .split_once('?')
+            .and_then(|(_, query)| {
+                query.split('&').find_map(|pair| {
+                    let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+                    (k == q && !v.is_empty()).then(|| percent_decode(v))
+                })
             })
-        }
+            .into_iter()
+            .collect(),
         IdLocation::Capture(c) => rule
             .template()
-            .captures(path.split('?').next().unwrap_or(path))?
+            .captures(path.split('?').next().unwrap_or(path))
+            .and_then(|caps| {
+                caps.into_iter()
+                    .find(|(n, _)| n == c)
+                    .map(|(_, v)| v.to_string())
+            })
             .into_iter()
-            .find(|(n, _)| n == c)
-            .map(|(_, v)| v.to_string()),
+            .collect(),
     }
 }
 
@@ -1062,12 +1421,16 @@ mod tests {
     }
 
     fn tracker(dir: &std::path::Path) -> Arc<Flows> {
+        tracker_with(dir, "[flows]\nenabled = true\n")
+    }
+
+    fn tracker_with(dir: &std::path::Path, rules: &str) -> Arc<Flows> {
         let run = shadowgate_record::RunWriter::create(
             dir.join("run"),
             shadowgate_record::Manifest::new(shadowgate_record::RunKind::Mirror, "t"),
         )
         .unwrap();
-        let rules = crate::rules_file::parse_rules("[flows]\nenabled = true\n", "t.toml").unwrap();
+        let rules = crate::rules_file::parse_rules(rules, "t.toml").unwrap();
         Arc::new(Flows::new(FlowSetup {
             rules: Arc::new(rules),
             ids: Arc::new(Correlator::new(Duration::from_secs(60), 100, None).unwrap()),
@@ -1085,7 +1448,7 @@ mod tests {
     async fn events_before_the_mapping_are_held_and_the_flow_compared() {
         let dir = tempfile::tempdir().unwrap();
         let f = tracker(dir.path());
-        f.begin("web-1", 200, "POST", "/api/order");
+        f.begin("web-1", 200, "POST", "/api/order", Credentials::default());
         // The candidate's events race ahead of its answer: held until the id is learned.
         let ev = |side, name: &str, v: Value| f.on_order_event(side, name, &v);
         ev(
@@ -1098,7 +1461,7 @@ mod tests {
             "order_update",
             serde_json::json!({"client_order_id": "web-1", "status": "ACCEPTED"}),
         );
-        f.submitted("web-1", Some((200, Some("veloz_1".into()))));
+        f.submitted("web-1", Some((200, Some("veloz_1".into()))), None);
         for (side, id, price) in [
             (Side::Primary, "web-1", 100.0),
             (Side::Candidate, "veloz_1", 101.0),
@@ -1133,11 +1496,231 @@ mod tests {
     async fn a_failed_candidate_submit_is_counted_not_compared() {
         let dir = tempfile::tempdir().unwrap();
         let f = tracker(dir.path());
-        f.begin("web-2", 200, "POST", "/api/order");
-        f.submitted("web-2", Some((400, None)));
+        f.begin("web-2", 200, "POST", "/api/order", Credentials::default());
+        f.submitted("web-2", Some((400, None)), None);
         f.sweep(true);
         let s = f.summary();
         assert_eq!((s.tracked, s.compared, s.submit_failed), (1, 0, 1));
+    }
+
+    /// C++ bulk cancel: every id is rewritten (waiting for a submit still on its way) and
+    /// every order's flow gets the cancel.
+    #[tokio::test]
+    async fn a_bulk_cancel_rewrites_every_id_and_cancels_each_flow() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = tracker_with(
+            dir.path(),
+            "[flows]\nenabled = true\n[[routes]]\ntemplate = \"/api/cancel\"\nmethods = [\"POST\"]\n\
+             write_policy = \"mirror\"\nflow = \"cancel\"\nids = { request = [\"body:/order_ids\"] }\n",
+        );
+        let rule = f.rules.find_route("POST", "/api/cancel").unwrap();
+        for (p, c) in [("veloz_1_1", "veloz_9_1"), ("veloz_1_2", "veloz_9_2")] {
+            f.begin(p, 200, "POST", "/api/orders", Credentials::default());
+            f.submitted(p, Some((200, Some(c.into()))), None);
+        }
+        // The third order's candidate answer comes while the cancel waits for it.
+        f.begin(
+            "veloz_1_3",
+            200,
+            "POST",
+            "/api/orders",
+            Credentials::default(),
+        );
+        let late = Arc::clone(&f);
+        let learner = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(30)).await;
+            late.submitted("veloz_1_3", Some((200, Some("veloz_9_3".into()))), None);
+        });
+        let req = crate::shadow::ShadowRequest {
+            method: Method::POST,
+            path: "/api/cancel".into(),
+            headers: HeaderMap::new(),
+            client_host: None,
+            body: Bytes::from_static(
+                br#"{"order_ids":["veloz_1_1","veloz_1_2","veloz_1_3",null],"note":"x"}"#,
+            ),
+            marked: false,
+        };
+        let out = f
+            .rewrite(rule, &req, Duration::from_secs(5), "/api/cancel")
+            .await
+            .unwrap()
+            .unwrap();
+        learner.await.unwrap();
+        let v: Value = serde_json::from_slice(&out.body).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"order_ids": ["veloz_9_1", "veloz_9_2", "veloz_9_3", null], "note": "x"})
+        );
+        // What is not an id (null) is left alone.
+        let s = f.summary();
+        assert_eq!(
+            (s.ids.rewritten, s.ids.unmapped, s.ids.timed_out),
+            (3, 0, 0)
+        );
+        let ok = crate::shadow::Captured {
+            status: http::StatusCode::OK,
+            headers: HeaderMap::new(),
+            body: Bytes::from_static(br#"{"status":"success"}"#),
+        };
+        observe(&f, rule, &req, &ok, Some(&ok), None);
+        {
+            let t = lock(&f.table);
+            for id in ["veloz_1_1", "veloz_1_2", "veloz_1_3"] {
+                let tr = &t.flows[id];
+                assert_eq!((tr.p.cancel, tr.c.cancel), (Some(200), Some(200)), "{id}");
+            }
+        }
+        assert_eq!(
+            request_order_ids(rule, "/api/cancel", &req.body),
+            ["veloz_1_1", "veloz_1_2", "veloz_1_3"]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_bulk_cancel_with_an_unknown_order_is_not_sent() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = tracker_with(
+            dir.path(),
+            "[flows]\nenabled = true\n[[routes]]\ntemplate = \"/api/cancel\"\nmethods = [\"POST\"]\n\
+             write_policy = \"mirror\"\nflow = \"cancel\"\nids = { request = [\"body:order_ids\"] }\n",
+        );
+        let rule = f.rules.find_route("POST", "/api/cancel").unwrap();
+        f.begin("a", 200, "POST", "/api/orders", Credentials::default());
+        f.submitted("a", Some((200, Some("x".into()))), None);
+        let req = crate::shadow::ShadowRequest {
+            method: Method::POST,
+            path: "/api/cancel".into(),
+            headers: HeaderMap::new(),
+            client_host: None,
+            body: Bytes::from_static(br#"{"order_ids":["a","never-placed","also-not"]}"#),
+            marked: false,
+        };
+        assert!(
+            f.rewrite(rule, &req, Duration::from_millis(50), "/api/cancel")
+                .await
+                .is_err()
+        );
+        let s = f.summary();
+        assert_eq!((s.ids.rewritten, s.ids.unmapped), (1, 2));
+        // Each unknown id is reported (class ignored), not guessed.
+        assert_eq!(f.ignored_lines.load(Ordering::Relaxed), 2);
+    }
+
+    #[test]
+    fn credentials_are_taken_as_sent_and_never_shown() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer s3cret"),
+        );
+        h.insert("x-api-key", HeaderValue::from_static("veloz_k3y"));
+        h.append(header::COOKIE, HeaderValue::from_static("a=1"));
+        h.append(header::COOKIE, HeaderValue::from_static("sid=c00kie"));
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        let c = Credentials::of(&h);
+        let shown = format!("{c:?}");
+        assert_eq!(
+            shown,
+            r#"["authorization", "x-api-key", "cookie", "cookie"]"#
+        );
+        let mut out = HeaderMap::new();
+        c.add_to(&mut out);
+        assert_eq!(out.len(), 4);
+        assert_eq!(out[header::AUTHORIZATION], "Bearer s3cret");
+        assert!(out[header::AUTHORIZATION].is_sensitive());
+        assert_eq!(out.get_all(header::COOKIE).iter().count(), 2);
+        assert!(out.get(header::CONTENT_TYPE).is_none());
+        // Only submits of tracked flows keep them.
+        let rules = crate::rules_file::parse_rules(
+            "[[routes]]\ntemplate = \"/o\"\nmethods = [\"POST\"]\nwrite_policy = \"mirror\"\n\
+             flow = \"submit\"\nids = { primary = \"/id\", candidate = \"/id\" }\n",
+            "t.toml",
+        )
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let f = tracker(dir.path());
+        let submit = rules.find_route("POST", "/o");
+        assert!(submit_credentials(Some(&f), submit, &h).is_some());
+        assert!(submit_credentials(None, submit, &h).is_none());
+        assert!(submit_credentials(Some(&f), None, &h).is_none());
+    }
+
+    #[tokio::test]
+    async fn venue_ids_are_learned_from_order_events() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = tracker(dir.path());
+        f.begin("web-1", 200, "POST", "/api/order", Credentials::default());
+        // The primary's ack (with its venue id) comes before the candidate's answer.
+        f.on_order_event(
+            Side::Primary,
+            "order_update",
+            &serde_json::json!({"client_order_id": "web-1", "status": "ACCEPTED", "venue_order_id": "sim-1"}),
+        );
+        f.submitted("web-1", Some((200, Some("veloz_1".into()))), None);
+        assert!(f.ids.get(VENUE, "sim-1").is_none());
+        // C++ sends "" before the venue knows the order: not an id.
+        f.on_order_event(
+            Side::Candidate,
+            "order-update",
+            &serde_json::json!({"type": "order_update", "client_order_id": "veloz_1", "status": "NEW", "venue_order_id": ""}),
+        );
+        assert!(f.ids.get(VENUE, "sim-1").is_none());
+        f.on_order_event(
+            Side::Candidate,
+            "order-update",
+            &serde_json::json!({"type": "order_update", "client_order_id": "veloz_1", "status": "ACCEPTED", "venue_order_id": "sim-7"}),
+        );
+        assert_eq!(f.ids.get(VENUE, "sim-1").as_deref(), Some("sim-7"));
+        assert_eq!(f.ids.primary_of(VENUE, "sim-7").as_deref(), Some("sim-1"));
+        assert_eq!(
+            f.summary().ids.learned,
+            2,
+            "the order pair and the venue pair"
+        );
+    }
+
+    /// A side whose polls were refused and that never became final: counted and reported as
+    /// not compared (ignored), not as a timeout regression.
+    #[tokio::test]
+    async fn a_flow_whose_polls_were_refused_is_not_a_regression() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = tracker(dir.path());
+        f.begin("web-3", 200, "POST", "/api/order", Credentials::default());
+        f.submitted("web-3", Some((200, Some("veloz_3".into()))), None);
+        {
+            let mut t = lock(&f.table);
+            let tr = t.flows.get_mut("web-3").unwrap();
+            tr.p.state = OrderState::from_json(&serde_json::json!({"status": "FILLED"}));
+            tr.refused[1] = true;
+        }
+        f.sweep(true);
+        let s = f.summary();
+        assert_eq!((s.compared, s.poll_unauthorized_flows, s.open), (0, 1, 0));
+        assert!(s.by_kind.is_empty());
+        assert_eq!(f.lines.load(Ordering::Relaxed), 0);
+        assert_eq!(f.ignored_lines.load(Ordering::Relaxed), 1);
+        f.writer.flush().unwrap();
+        let text = std::fs::read_to_string(dir.path().join("run/discrepancies.ndjson")).unwrap();
+        let line: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+        assert_eq!(
+            (&line["kind"], &line["class"], &line["flow_id"]),
+            (
+                &Value::from("not-compared"),
+                &Value::from("ignored"),
+                &Value::from("web-3")
+            )
+        );
+        assert!(
+            line["detail"]
+                .as_str()
+                .unwrap()
+                .contains("candidate refused"),
+            "{line}"
+        );
     }
 
     #[test]

@@ -93,6 +93,9 @@
 //! after the candidate has answered the order's submit (unmapped or timed-out ids are counted
 //! and reported, never guessed). Each order's whole flow is compared per `[flows]` (answers,
 //! order events of watched streams, state polls once quiet); the map goes to `ids.ndjson`.
+//! Each side's state polls carry the credential headers the order's submit carried to that
+//! side, held in memory with the flow only (never written); a bulk request (a JSON array of
+//! ids) has every id rewritten.
 //!
 //! **Learned noise** (`--secondary`): see module `analysis` — regression lines of routes the
 //! noise model observed are written at the end of the run with the final verdict.

@@ -416,6 +416,7 @@ impl Shadow {
                 job.primary.status.as_u16(),
                 job.handles.method.as_str(),
                 &job.handles.route,
+                crate::flows::Credentials::of(&job.request.headers),
             );
         }
     }
@@ -433,7 +434,7 @@ impl Shadow {
                     Ok(x) => x,
                     Err(()) => {
                         self.breaker.cancel(admit);
-                        crate::flows::observe(f, r, &job.request, &job.primary, None);
+                        crate::flows::observe(f, r, &job.request, &job.primary, None, None);
                         job.handles.count(ShadowEvent::Error);
                         return;
                     }
@@ -442,9 +443,15 @@ impl Shadow {
             _ => None,
         };
         let cand_req = rewritten.as_ref().unwrap_or(&job.request);
+        // A submit's credentials as sent to the candidate, for its flow's state polls.
+        let mut sent = None;
         let candidate = async {
             match candidate_request(rule, cand_req, &self.candidate, self.preserve_host) {
-                Some(req) => send(&self.candidate_pool, req, self.timeout, self.body_limit).await,
+                Some(req) => {
+                    sent =
+                        crate::flows::submit_credentials(self.flows.as_ref(), rule, req.headers());
+                    send(&self.candidate_pool, req, self.timeout, self.body_limit).await
+                }
                 None => (Err(Failure::Untranslatable), Duration::ZERO),
             }
         };
@@ -483,7 +490,7 @@ impl Shadow {
             Err(_) => self.breaker.failure(admit),
         }
         if let (Some(f), Some(r)) = (&self.flows, rule) {
-            crate::flows::observe(f, r, &job.request, &job.primary, cand.as_ref().ok());
+            crate::flows::observe(f, r, &job.request, &job.primary, cand.as_ref().ok(), sent);
         }
         let candidate = match cand {
             Ok(c) => c,

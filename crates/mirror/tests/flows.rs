@@ -194,7 +194,11 @@ async fn seeded_divergence_is_found_with_the_injected_counts() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(pairs.len(), n);
+    assert_eq!(pairs.iter().filter(|p| p.kind == "order").count(), n);
+    // Venue ids are paired from the polled states, for every order both venues took.
+    let venue = pairs.iter().filter(|p| p.kind == "venue").count() as u64;
+    assert_eq!(venue, n as u64 - injected.rejected_orders);
+    assert!(pairs.iter().all(|p| p.kind == "order" || p.kind == "venue"));
     primary.shutdown().await;
     candidate.shutdown().await;
 }
@@ -526,6 +530,395 @@ async fn cpp_to_cpp_rewrites_path_ids_and_shows_no_flow_regression() {
         candidate.stats().requests_on("DELETE /api/orders/{id}"),
         cancelled
     );
+    primary.shutdown().await;
+    candidate.shutdown().await;
+}
+
+/// One JWT secret and admin password on both simulators, rate limits off (the orders and
+/// the polls of one user would otherwise run its bucket dry: a 429 is not what this tests).
+const AUTH_ON: &str = "[auth]\nenabled = true\njwt_secret = \"shadowgate-flow-test-secret-0123456789abcdef\"\n\
+                       admin_password = \"pw\"\n[rate_limit]\nenabled = false\n";
+
+/// Every file of a run directory that contains `secret`.
+fn files_containing(dir: &Path, secret: &str) -> Vec<String> {
+    crate::util::files(dir)
+        .into_iter()
+        .filter(|p| {
+            let b = std::fs::read(p).unwrap();
+            b.windows(secret.len()).any(|w| w == secret.as_bytes())
+        })
+        .map(|p| p.display().to_string())
+        .collect()
+}
+
+/// Auth on both gateways: the state polls carry the Bearer token each order was submitted
+/// with, so every flow is completed by polling (no refused poll), and the token is written
+/// nowhere in the run directory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn polls_carry_the_submitters_token_when_auth_is_on() {
+    let _serial = SERIAL.lock().await;
+    let engine = "[engine]\ntick = \"1h\"\nfill_delay = \"2s\"\n";
+    let primary = sim(&format!(
+        "profile = \"python\"\nseed = 4\n{engine}{AUTH_ON}"
+    ))
+    .await;
+    // The C++ permission model gives a JWT user no scoped permission (§2), so a Bearer token
+    // places no order there at all; the candidate checks the token as Python does.
+    let candidate = sim(&format!(
+        "profile = \"cpp\"\nseed = 4\n{engine}[differences]\nauth = false\n{AUTH_ON}"
+    ))
+    .await;
+    let c = client();
+    let (p_url, c_url) = (url(primary.local_addr()), url(candidate.local_addr()));
+    // Bare polls would be refused on both sides.
+    assert_eq!(
+        crate::util::get(&c, &format!("{p_url}/api/order_state?client_order_id=x"))
+            .await
+            .status,
+        401
+    );
+    assert_eq!(
+        crate::util::get(&c, &format!("{c_url}/api/orders/x"))
+            .await
+            .status,
+        401
+    );
+    let login = request(
+        &c,
+        Method::POST,
+        &format!("{p_url}/api/auth/login"),
+        &[("content-type", "application/json")],
+        r#"{"user_id":"admin","password":"pw"}"#,
+    )
+    .await;
+    assert_eq!(login.status, 200);
+    let token = login.json()["token"].as_str().unwrap().to_owned();
+    let bearer = format!("Bearer {token}");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let rules = shadowgate_mirror::load_rules(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scenarios/veloz.toml"),
+    )
+    .unwrap();
+    let m = mirror(&p_url, &c_url, &out, rules, |_| {}).await;
+    let base = url(m.local_addr());
+    let n = 24u64;
+    let headers = [
+        ("content-type", "application/json"),
+        ("authorization", bearer.as_str()),
+    ];
+    for i in 0..n {
+        let r = request(
+            &c,
+            Method::POST,
+            &format!("{base}/api/order"),
+            &headers,
+            &format!(
+                r#"{{"side":"BUY","symbol":"BTCUSDT","qty":0.001,"price":42000,"client_order_id":"auth-{i}"}}"#
+            ),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        if i % 3 == 0 {
+            let r = request(
+                &c,
+                Method::POST,
+                &format!("{base}/api/cancel"),
+                &headers,
+                &format!(r#"{{"client_order_id":"auth-{i}"}}"#),
+            )
+            .await;
+            assert_eq!(r.status, 200);
+        }
+    }
+    let s = finish(m, n).await;
+    let f = s.flows.as_ref().unwrap();
+    eprintln!("flows {f:?}");
+    assert_eq!((f.tracked, f.compared, f.submit_failed), (n, n, 0));
+    assert!(flow_kinds(&s).is_empty(), "{:?}", f.groups);
+    assert_eq!(f.completed_by_poll, n, "every flow completed by its polls");
+    assert_eq!((f.poll_unauthorized, f.poll_unauthorized_flows), (0, 0));
+    assert!(f.primary_polls >= n && f.candidate_polls >= n, "{f:?}");
+    // The cancels reached the candidate (authenticated, with its ids).
+    assert_eq!(candidate.stats().requests_on("POST /api/cancel"), n / 3);
+    // The token is in memory only: no file of the run holds it or its signature.
+    let signature = token.rsplit('.').next().unwrap();
+    assert!(files_containing(&out, &token).is_empty());
+    assert!(files_containing(&out, signature).is_empty());
+    assert!(!crate::util::files(&out).is_empty());
+    primary.shutdown().await;
+    candidate.shutdown().await;
+}
+
+/// What a test order server saw of the polls.
+#[derive(Default)]
+struct Seen {
+    /// Order id → the credential headers its submit carried.
+    creds: std::collections::HashMap<String, Vec<(String, String)>>,
+    /// Polls whose credentials were not exactly the submit's.
+    mismatched: u64,
+}
+
+type Shared = std::sync::Arc<std::sync::Mutex<Seen>>;
+
+fn creds_of(h: &http::HeaderMap) -> Vec<(String, String)> {
+    ["authorization", "x-api-key", "cookie"]
+        .iter()
+        .flat_map(|n| {
+            h.get_all(*n)
+                .iter()
+                .map(|v| ((*n).to_owned(), v.to_str().unwrap().to_owned()))
+        })
+        .collect()
+}
+
+/// A gateway that accepts an order with any credentials and answers its state poll only
+/// with the same credentials (401 otherwise). The candidate refuses (403) every poll of
+/// `deny-` orders, as a gateway whose permissions differ would.
+async fn order_server(
+    req: http::Request<hyper::body::Incoming>,
+    candidate: bool,
+    seen: Shared,
+) -> http::Response<crate::util::TestBody> {
+    use http_body_util::BodyExt;
+    let (parts, body) = req.into_parts();
+    let body = body.collect().await.unwrap().to_bytes();
+    let creds = creds_of(&parts.headers);
+    let reply = |status: u16, v: serde_json::Value| {
+        let mut r = http::Response::new(crate::util::TestBody::text(v.to_string()));
+        *r.status_mut() = http::StatusCode::from_u16(status).unwrap();
+        r.headers_mut().insert(
+            "content-type",
+            http::HeaderValue::from_static("application/json"),
+        );
+        r
+    };
+    match parts.uri.path() {
+        "/api/order" => {
+            let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            let id = v["client_order_id"].as_str().unwrap().to_owned();
+            seen.lock().unwrap().creds.insert(id.clone(), creds);
+            reply(200, serde_json::json!({ "client_order_id": id }))
+        }
+        "/api/order_state" => {
+            let id = parts
+                .uri
+                .query()
+                .and_then(|q| q.strip_prefix("client_order_id="))
+                .unwrap_or("")
+                .to_owned();
+            let mut s = seen.lock().unwrap();
+            if s.creds.get(&id) != Some(&creds) || creds.is_empty() {
+                s.mismatched += 1;
+                return reply(401, serde_json::json!({"error": "invalid_token"}));
+            }
+            if candidate && id.starts_with("deny-") {
+                return reply(403, serde_json::json!({"error": "forbidden"}));
+            }
+            reply(
+                200,
+                serde_json::json!({"client_order_id": id, "status": "FILLED", "executed_qty": 1.0, "avg_price": 10.0}),
+            )
+        }
+        _ => reply(404, serde_json::json!({"error": "not_found"})),
+    }
+}
+
+/// Each order's polls carry exactly the credentials of its own submit (Bearer, API key or
+/// cookie, per order); a poll still refused is counted and its flow reported as not
+/// completed (ignored), never as a regression.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_poll_carries_its_orders_credentials_and_refusals_are_counted() {
+    let _serial = SERIAL.lock().await;
+    let (ps, cs): (Shared, Shared) = (Default::default(), Default::default());
+    let (p_addr, p_task) = {
+        let s = Shared::clone(&ps);
+        crate::util::serve(move |r| order_server(r, false, Shared::clone(&s))).await
+    };
+    let (c_addr, c_task) = {
+        let s = Shared::clone(&cs);
+        crate::util::serve(move |r| order_server(r, true, Shared::clone(&s))).await
+    };
+    let rules = shadowgate_mirror::parse_rules(
+        r#"
+[flows]
+quiet_ms = 150
+timeout_ms = 2500
+[flows.primary]
+poll = "/api/order_state?client_order_id={id}"
+[flows.candidate]
+poll = "/api/order_state?client_order_id={id}"
+
+[[routes]]
+template = "/api/order"
+methods = ["POST"]
+write_policy = "mirror"
+flow = "submit"
+ids = { primary = "/client_order_id", candidate = "/client_order_id" }
+"#,
+        "flows.toml",
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let m = mirror(&url(p_addr), &url(c_addr), &out, rules, |_| {}).await;
+    let c = client();
+    let base = url(m.local_addr());
+    let n = 30u64;
+    let mut denied = 0u64;
+    let mut secrets = Vec::new();
+    for i in 0..n {
+        let id = if i % 5 == 4 {
+            denied += 1;
+            format!("deny-{i}")
+        } else {
+            format!("ok-{i}")
+        };
+        let (name, value) = match i % 3 {
+            0 => ("authorization", format!("Bearer SEEDED-tok-{i}-a9f3")),
+            1 => ("x-api-key", format!("veloz_SEEDED-key-{i}-77c1")),
+            _ => ("cookie", format!("sid=SEEDED-cookie-{i}-e02b")),
+        };
+        let r = request(
+            &c,
+            Method::POST,
+            &format!("{base}/api/order"),
+            &[("content-type", "application/json"), (name, &value)],
+            &format!(r#"{{"client_order_id":"{id}"}}"#),
+        )
+        .await;
+        assert_eq!(r.status, 200);
+        secrets.push(value);
+    }
+    let ok = n - denied;
+    let s = finish(m, ok).await;
+    let f = s.flows.as_ref().unwrap();
+    eprintln!("flows {f:?}");
+    assert_eq!((f.compared, f.matched, f.completed_by_poll), (ok, ok, ok));
+    // One refused poll per denied order: that side is not polled again.
+    assert_eq!(
+        (f.poll_unauthorized, f.poll_unauthorized_flows),
+        (denied, denied)
+    );
+    assert!(flow_kinds(&s).is_empty(), "no regression: {:?}", f.groups);
+    assert_eq!(f.open, 0);
+    for (who, seen) in [("primary", &ps), ("candidate", &cs)] {
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.creds.len() as u64, n, "{who}");
+        assert_eq!(
+            seen.mismatched, 0,
+            "{who}: a poll without its order's credentials"
+        );
+    }
+    let not_completed: Vec<_> = lines(&out)
+        .into_iter()
+        .filter(|l| l["flow_id"].is_string())
+        .collect();
+    assert_eq!(not_completed.len() as u64, denied);
+    for l in &not_completed {
+        assert_eq!(
+            (&l["kind"], &l["class"]),
+            (&"not-compared".into(), &"ignored".into()),
+            "{l}"
+        );
+        assert!(l["flow_id"].as_str().unwrap().starts_with("deny-"), "{l}");
+    }
+    for secret in &secrets {
+        let bare = secret
+            .trim_start_matches("Bearer ")
+            .trim_start_matches("sid=");
+        assert!(files_containing(&out, bare).is_empty(), "{bare}");
+    }
+    p_task.abort();
+    c_task.abort();
+}
+
+/// C++ bulk cancel (shipped cpp rules): every id of `{"order_ids":[...]}` reaches the
+/// candidate as the candidate's id, and every order's flow is followed to its cancel.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cpp_bulk_cancel_rewrites_every_id() {
+    let _serial = SERIAL.lock().await;
+    // Fills long after the test: every order ends cancelled on both sides.
+    let cpp = "profile = \"cpp\"\nseed = 3\n[engine]\ntick = \"1h\"\nfill_delay = \"60s\"\n[auth]\nenabled = false\n";
+    let primary = sim(cpp).await;
+    let candidate = sim(cpp).await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let rules = shadowgate_mirror::load_rules(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scenarios/veloz-cpp.toml"),
+    )
+    .unwrap();
+    let m = mirror(
+        &url(primary.local_addr()),
+        &url(candidate.local_addr()),
+        &out,
+        rules,
+        |_| {},
+    )
+    .await;
+    let c = client();
+    let base = url(m.local_addr());
+    let n = 9u64;
+    let mut ids = Vec::new();
+    let mut bulks = 0u64;
+    for i in 0..n {
+        // Generated ids (`veloz_<ns>_<n>`) differ per gateway.
+        let r = request(
+            &c,
+            Method::POST,
+            &format!("{base}/api/orders"),
+            &[("content-type", "application/json")],
+            r#"{"side":"buy","symbol":"BTCUSDT","qty":0.001,"price":42000}"#,
+        )
+        .await;
+        assert_eq!(r.status, 200);
+        ids.push(
+            r.json()["data"]["client_order_id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+        // Three orders a cancel, sent right after the third's answer (the candidate's
+        // answer may still be on its way: the cancel waits for it).
+        if i % 3 == 2 {
+            let body = serde_json::json!({ "order_ids": ids[ids.len() - 3..] }).to_string();
+            let r = request(
+                &c,
+                Method::POST,
+                &format!("{base}/api/cancel"),
+                &[("content-type", "application/json")],
+                &body,
+            )
+            .await;
+            assert_eq!(r.status, 200);
+            assert_eq!(r.json()["data"]["cancelled_count"], 3);
+            bulks += 1;
+        }
+    }
+    let s = finish(m, n).await;
+    let f = s.flows.as_ref().unwrap();
+    eprintln!("flows {f:?}");
+    assert_eq!(f.compared, n);
+    assert!(flow_kinds(&s).is_empty(), "{:?}", f.groups);
+    assert_eq!(f.ids.rewritten, n);
+    assert_eq!(f.ids.unmapped + f.ids.timed_out, 0);
+    assert_eq!(candidate.stats().requests_on("POST /api/cancel"), bulks);
+    // Every order is cancelled on the candidate under the candidate's own id.
+    let pairs: Vec<IdPair> = std::fs::read_to_string(out.join(shadowgate_mirror::IDS_FILE))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let cand = url(candidate.local_addr());
+    for id in &ids {
+        let pair = pairs
+            .iter()
+            .find(|p| p.kind == "order" && &p.primary == id)
+            .unwrap();
+        assert_ne!(&pair.candidate, id);
+        let r = crate::util::get(&c, &format!("{cand}/api/orders/{}", pair.candidate)).await;
+        assert_eq!(r.json()["data"]["status"], "CANCELLED", "{pair:?}");
+    }
     primary.shutdown().await;
     candidate.shutdown().await;
 }
