@@ -28,6 +28,7 @@ mod pipeline;
 mod replay_cmd;
 mod report_cmd;
 mod sample_cmd;
+mod signals;
 mod sim_cmd;
 mod validate;
 mod watch_cmd;

@@ -227,6 +227,8 @@ pub async fn run(args: MirrorArgs) -> anyhow::Result<ExitCode> {
         None => None,
     };
     let mirror = shadowgate_mirror::start(config, listener, admin_listener).await?;
+    // Before the address is printed: a signal right after it must stop us cleanly.
+    let mut shutdown = crate::signals::Shutdown::install()?;
     {
         let admin = mirror
             .admin_addr()
@@ -244,7 +246,7 @@ pub async fn run(args: MirrorArgs) -> anyhow::Result<ExitCode> {
     }
 
     // 3. Serve until told to stop, then stop cleanly.
-    wait_for_signal().await?;
+    shutdown.recv().await;
     tracing::info!("signal received, shutting down");
     let capture = mirror.capture();
     let summary = mirror.shutdown().await?;
@@ -284,23 +286,6 @@ fn one_line(s: &Summary) -> String {
         s.comparisons.ignored,
         s.comparisons.matched,
     )
-}
-
-async fn wait_for_signal() -> anyhow::Result<()> {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
-        tokio::select! {
-            r = tokio::signal::ctrl_c() => r.context("cannot watch SIGINT")?,
-            _ = term.recv() => {}
-        }
-        Ok(())
-    }
-    #[cfg(not(unix))]
-    {
-        tokio::signal::ctrl_c().await.context("cannot watch Ctrl-C")
-    }
 }
 
 /// `reports/mirror-YYYYMMDD-HHMMSS` (UTC), or with `-2`, `-3`… if taken.

@@ -294,13 +294,15 @@ pub async fn run(args: SampleArgs) -> anyhow::Result<ExitCode> {
     let writer = run.resources()?;
     let sampler = Sampler::new(source, args.target.clone());
     let duration = args.duration;
+    // Before the path is printed: a signal right after it must stop us cleanly.
+    let mut shutdown = crate::signals::Shutdown::install()?;
     let stop = async move {
         match duration {
             Some(d) => tokio::select! {
                 () = tokio::time::sleep(d) => {}
-                () = shutdown_signal() => {}
+                () = shutdown.recv() => {}
             },
-            None => shutdown_signal().await,
+            None => shutdown.recv().await,
         }
     };
     // Printed first so a wrapper script knows where the samples go.
@@ -312,26 +314,6 @@ pub async fn run(args: SampleArgs) -> anyhow::Result<ExitCode> {
         args.out.join(shadowgate_record::RESOURCES_FILE).display()
     );
     Ok(ExitCode::SUCCESS)
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        () = ctrl_c => {}
-        () = term => {}
-    }
 }
 
 #[cfg(test)]

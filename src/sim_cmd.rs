@@ -221,6 +221,8 @@ pub async fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
     let sim = shadowgate_sim::start(config, listener)
         .await
         .context("cannot start the simulator")?;
+    // Before the address is printed: a signal right after it must stop us cleanly.
+    let mut shutdown = crate::signals::Shutdown::install()?;
     {
         let mut out = std::io::stdout().lock();
         writeln!(
@@ -231,28 +233,10 @@ pub async fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
         .and_then(|()| out.flush())
         .context("cannot write to stdout")?;
     }
-    wait_for_signal().await?;
+    shutdown.recv().await;
     tracing::info!("signal received, shutting down");
     sim.shutdown().await;
     Ok(ExitCode::SUCCESS)
-}
-
-/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
-async fn wait_for_signal() -> anyhow::Result<()> {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
-        tokio::select! {
-            r = tokio::signal::ctrl_c() => r.context("cannot watch SIGINT")?,
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    tokio::signal::ctrl_c()
-        .await
-        .context("cannot watch Ctrl-C")?;
-    Ok(())
 }
 
 #[cfg(test)]

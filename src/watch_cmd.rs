@@ -151,7 +151,8 @@ pub async fn run(args: WatchArgs) -> anyhow::Result<ExitCode> {
         }
     };
     tokio::pin!(stop);
-    let shutdown = shutdown_signal();
+    let mut signals = crate::signals::Shutdown::install()?;
+    let shutdown = signals.recv();
     tokio::pin!(shutdown);
     let mut rolled_back = false;
     let mut failed_scrapes = 0_u64;
@@ -299,24 +300,4 @@ async fn get(
     tokio::time::timeout(timeout, fetch)
         .await
         .map_err(|_| format!("no answer within {}", humantime::format_duration(timeout)))?
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        () = ctrl_c => {}
-        () = term => {}
-    }
 }

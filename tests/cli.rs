@@ -1,7 +1,7 @@
-//! The command line itself: help texts, usage errors, and the interim demo.
+//! The command line itself: help texts and usage errors (`demo` has its own tests in
+//! demo_cli.rs).
 
-use crate::util::{run, run_with_timeout};
-use std::time::Duration;
+use crate::util::run;
 
 const COMMANDS: [&str; 3] = ["sim", "health", "demo"];
 
@@ -64,34 +64,4 @@ fn version_prints_the_package_version() {
         "{}",
         out.stdout
     );
-}
-
-#[test]
-fn interim_demo_runs_both_profiles_and_says_it_is_interim() {
-    let out = run_with_timeout(&["demo"], Duration::from_secs(60));
-    assert_eq!(out.code(), Some(0), "{out:?}");
-    let text = out.stdout.to_lowercase();
-    assert!(text.contains("python"), "{}", out.stdout);
-    assert!(text.contains("cpp"), "{}", out.stdout);
-    assert!(text.contains("interim"), "{}", out.stdout);
-    for route in [
-        "/health",
-        "/api/market",
-        "/api/account",
-        "/api/order",
-        "/api/orders",
-    ] {
-        assert!(
-            out.stdout.contains(route),
-            "demo shows {route}:\n{}",
-            out.stdout
-        );
-    }
-    for coming in ["mirror", "load", "report"] {
-        assert!(
-            text.contains(coming),
-            "demo says what is coming ({coming}):\n{}",
-            out.stdout
-        );
-    }
 }
