@@ -130,17 +130,29 @@ fn cpp_files(dir: &Path) -> Vec<PathBuf> {
     files
 }
 
-/// Runs the traffic through the mirror, stops everything, and returns the mirror's run dir.
+/// Runs the traffic through the mirror (captured), stops everything, and returns the
+/// mirror's run dir. The mirror's manifest records the capture file and its counts.
 fn recorded_run(dir: &Path, orders: usize) -> PathBuf {
     let (py, cpp) = sims(dir, "11");
     let out = dir.join("mirror-run");
-    let m = mirror(&py, &cpp, &out, &[]);
+    let capture = dir.join("capture.ndjson");
+    let m = mirror(&py, &cpp, &out, &["--capture", capture.to_str().unwrap()]);
     order_traffic(m.addr, orders);
     assert_eq!(request(m.addr, "GET", "/api/account", &[], ""), 200);
     let (status, stderr) = m.signal_and_wait("TERM");
     assert_eq!(status.code(), Some(0), "{stderr}");
     let _ = py.signal_and_wait("TERM");
     let _ = cpp.signal_and_wait("TERM");
+    let lines = std::fs::read_to_string(&capture).unwrap().lines().count() as u64;
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
+    let c = &manifest["extra"]["mirror"]["capture"];
+    assert_eq!(c["file"], capture.to_str().unwrap(), "{manifest}");
+    assert_eq!(c["written"].as_u64(), Some(lines), "{c}");
+    assert_eq!(
+        (c["dropped"].as_u64(), c["secrets_kept"].as_bool()),
+        (Some(0), Some(false))
+    );
     out
 }
 

@@ -132,6 +132,9 @@ fn validate_runs_every_step_against_two_sims_and_passes_loosened_phase_1() {
         report["discrepancies"].to_string().contains("regression"),
         "the real differences are found"
     );
+    // The mirror step's SSE event lag reaches the report (its request latency does not).
+    let lag = &report["discrepancies"]["streams"][0]["lag"];
+    assert!(lag["count"].as_u64().unwrap_or(0) > 0, "{report}");
 
     // `report DIR` re-makes the same verdict from the directory alone.
     let again = run(&[

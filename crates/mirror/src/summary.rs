@@ -205,6 +205,10 @@ pub struct Summary {
     /// Order flows and the id map (when the rules track them).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub flows: Option<crate::flows::FlowSummary>,
+    /// `--capture`: the file and its counts (written, dropped, without body, failed), so the
+    /// run directory says where its traffic was recorded and whether the capture is whole.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capture: Option<crate::capture::CaptureSummary>,
 }
 
 impl Summary {
@@ -290,6 +294,7 @@ impl Summary {
             learned_noise: state.learned(),
             streams,
             flows: flows.map(|f| f.summary()),
+            capture: shared.capture.as_ref().map(|c| c.summary()),
         }
     }
 }
