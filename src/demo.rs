@@ -29,6 +29,7 @@ use shadowgate_load::{LoadOptions, Overrides, ProgressMode, Scenario, Shard};
 use shadowgate_mirror::RawMirrorConfig;
 use shadowgate_record::RunKind;
 use shadowgate_report::Criteria;
+use shadowgate_report::model::Report;
 use shadowgate_sim::{Differences, Profile, SimConfig, StatsSnapshot};
 
 use crate::pipeline::{self, Composite, EXIT_INTERRUPTED, Interrupt, Progress, SimThread};
@@ -350,6 +351,12 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         warnings.push(format!("PARTIAL RUN: the demo was {why}"));
     }
     let report = pipeline::report(&out, &plan.criteria, PHASE, warnings)?;
+    if let Some(stats) = &injected
+        && !args.clean
+    {
+        println!();
+        print!("{}", seeded_vs_found(stats, &report));
+    }
     println!();
     println!("report: {}", out.join("report.html").display());
     println!("        (also report.md, report.json, summary.csv, junit.xml in the same directory)");
@@ -384,13 +391,91 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
 /// One line of what the candidate injected, from its own counters.
 fn seeded(s: &StatsSnapshot) -> String {
     format!(
-        "{} changed market prices, {} rejected orders, {} fills at a moved price, {} HTTP 503s, {} dropped stream events",
+        "{} changed market symbols, {} rejected orders, {} fills at a moved price, {} HTTP 503s, {} dropped stream events",
         s.divergence.changed_field,
         s.divergence.rejected_orders,
         s.divergence.fill_price_changed,
         s.fault("error_5xx"),
         s.divergence.dropped_sse_events
     )
+}
+
+/// What the candidate injected next to what the report found, one line per seeded class,
+/// so the demo shows that the report catches each one (and how exactly).
+fn seeded_vs_found(s: &StatsSnapshot, report: &Report) -> String {
+    use shadowgate_record::Class;
+    use shadowgate_report::model::SectionKind;
+    let sum = |f: &dyn Fn(&shadowgate_report::model::Group) -> bool| -> u64 {
+        report
+            .discrepancies
+            .groups
+            .iter()
+            .filter(|g| g.class == Class::Regression && f(g))
+            .map(|g| g.count)
+            .sum()
+    };
+    let errors = report
+        .targets
+        .iter()
+        .find(|t| t.name == "candidate")
+        .map_or(0, |t| t.errors);
+    let prices = sum(&|g| {
+        g.section == SectionKind::Exchange
+            && g.route.starts_with("/api/market")
+            && g.kind == "value"
+            && g.path.contains("symbol")
+    });
+    let rejected = sum(&|g| {
+        g.section == SectionKind::Flow
+            && g.kind == "state-mismatch"
+            && g.steps.iter().any(|st| st == "ack")
+    });
+    let fills = sum(&|g| g.section == SectionKind::Flow && g.kind == "fill-mismatch");
+    let dropped =
+        sum(&|g| g.section == SectionKind::Stream && g.kind == "sse-missing" && g.path == "fill");
+    let rows = [
+        (
+            "HTTP 503 answers",
+            s.fault("error_5xx"),
+            errors,
+            "candidate errors (error rate)",
+        ),
+        (
+            "changed market symbols",
+            s.divergence.changed_field,
+            prices,
+            "value regressions on GET /api/market",
+        ),
+        (
+            "rejected orders",
+            s.divergence.rejected_orders,
+            rejected,
+            "order flows: state-mismatch at the ack",
+        ),
+        (
+            "fills at a moved price",
+            s.divergence.fill_price_changed,
+            fills,
+            "order flows: fill-mismatch",
+        ),
+        (
+            "dropped fill events",
+            s.divergence.dropped_sse_events,
+            dropped,
+            "event streams: sse-missing fill events",
+        ),
+    ];
+    let mut out = String::from("seeded in the candidate -> found in the report\n");
+    for (what, seeded, found, where_) in rows {
+        out.push_str(&format!(
+            "  {what:<24} {seeded:>6} -> {found:<6} {where_}\n"
+        ));
+    }
+    out.push_str(
+        "  (streams also miss the fills of orders the candidate rejected; a flow with an \
+         earlier difference is not compared fill by fill)\n",
+    );
+    out
 }
 
 #[cfg(test)]

@@ -904,7 +904,10 @@ fn finding_lines(route: &str, f: &Finding, out: &mut Vec<Discrepancy>) {
                 Side::Primary => DiscrepancyKind::SseMissing,
                 Side::Candidate => DiscrepancyKind::SseExtra,
             };
-            let mut d = line(route, kind, ty, "");
+            // The event's name is the group's "path": a missing fill and a missing order
+            // update are different findings.
+            let mut d = line(route, kind, ty, name);
+            d.path = name.clone();
             d.flow_id = flow_id(ty, key);
             match side {
                 Side::Primary => d.primary = data.clone(),
