@@ -398,16 +398,20 @@ fn merge_manifests(runs: &[Run], start: SystemTime, warnings: &mut Vec<String>) 
                 }
             }
         }
-        if run.manifest.phase != first.phase || run.manifest.scenario != first.scenario {
+        // A mirror's "scenario" is its rules file and a load run's its load scenario: only
+        // runs of one kind are expected to share it (shards of one load test, say).
+        let scenario_differs =
+            run.manifest.kind == first.kind && run.manifest.scenario != first.scenario;
+        if run.manifest.phase != first.phase || scenario_differs {
+            let show = |o: &Option<String>| o.as_deref().unwrap_or("none").to_owned();
             warnings.push(format!(
-                "{} was recorded with scenario {:?}, phase {:?}; {} with scenario {:?}, \
-                 phase {:?}",
+                "{} was recorded with scenario {}, phase {}; {} with scenario {}, phase {}",
                 runs[0].dir.display(),
-                first.scenario,
-                first.phase,
+                show(&first.scenario),
+                show(&first.phase),
                 run.dir.display(),
-                run.manifest.scenario,
-                run.manifest.phase
+                show(&run.manifest.scenario),
+                show(&run.manifest.phase)
             ));
         }
         let base = run.dir.file_name().map_or_else(

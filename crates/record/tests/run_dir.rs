@@ -628,3 +628,32 @@ fn merging_runs_with_different_starts_rebases_intervals() {
     assert_eq!(merged.warnings.len(), 1, "{:?}", merged.warnings);
     assert!(merged.warnings[0].contains("phase"));
 }
+
+#[test]
+fn a_scenario_differing_across_run_kinds_is_not_a_warning_but_within_one_kind_it_is() {
+    let tmp = tempfile::tempdir().unwrap();
+    let write = |name: &str, kind: RunKind, scenario: &str| {
+        let mut m = manifest(start());
+        m.kind = kind;
+        m.scenario = Some(scenario.into());
+        RunWriter::create(tmp.path().join(name), m)
+            .unwrap()
+            .finish()
+            .unwrap();
+        Run::open(tmp.path().join(name)).unwrap()
+    };
+    let load = write("load", RunKind::Load, "scenarios/smoke.load.toml");
+    let mirror = write("mirror", RunKind::Mirror, "scenarios/veloz.toml");
+    let other_load = write("load2", RunKind::Load, "scenarios/order-flow.load.toml");
+
+    let merged = merge(&[load.clone(), mirror]).unwrap();
+    assert!(merged.warnings.is_empty(), "{:?}", merged.warnings);
+
+    let merged = merge(&[load, other_load]).unwrap();
+    assert_eq!(merged.warnings.len(), 1, "{:?}", merged.warnings);
+    let w = &merged.warnings[0];
+    assert!(
+        w.contains("scenario scenarios/smoke.load.toml") && w.contains("order-flow.load.toml"),
+        "{w}"
+    );
+}
