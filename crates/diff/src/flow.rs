@@ -18,6 +18,23 @@
 //! - **Known gateway differences are normalized, not compared:** statuses are compared
 //!   upper-case, an empty `reason` equals none (C++ strings are never null), and a missing
 //!   average price equals 0 when nothing executed (Python `null`, C++ `0.0`).
+//! - **A cancel-fill race is noise, from evidence only.** The mirror sends a cancel to the
+//!   candidate only after the primary answered it (and after the candidate answered the
+//!   submit), so each engine races its own fill against a cancel that arrives at another
+//!   time: one side can end CANCELLED and the other FILLED with both gateways right. The
+//!   outcome difference is classed noise ([`Noise`], label [`RACE_CANDIDATE_FILLED`] or
+//!   [`RACE_PRIMARY_FILLED`]) only when each side's own evidence ([`FlowTimes`], on the
+//!   observer's clock) shows the other order: one side cancelled with nothing executed, the
+//!   other filled *before its cancel reached it* — its fill was seen before the cancel was
+//!   sent to it, or it refused the cancel after the fill (a reject after the ack in its own
+//!   event order, or a refusing cancel answer after the fill was seen) and, allowing for that
+//!   side's own event lag (its ack's arrival after its submit answer), the fill was seen no
+//!   later than its cancel answer. Anything else — a side that filled although its cancel was
+//!   answered well before the fill showed, no timings, a timeout, a different ack — stays a
+//!   regression: a candidate that fills when it should not is a real bug. Noise is kept
+//!   apart and counted, never dropped and never a match.
+
+use std::time::Duration;
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -495,6 +512,31 @@ pub struct Flow {
     pub sequence: Vec<Step>,
     /// Whether order events of this side were being watched.
     pub events_watched: bool,
+    /// When things were seen, for telling a cancel-fill race from a regression.
+    pub times: FlowTimes,
+}
+
+/// When a side's flow steps were seen, as offsets from the flow's start on the observer's
+/// (the mirror's) clock; the first sighting of each. What cannot be observed stays `None`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FlowTimes {
+    /// The side's answer to the submit arrived.
+    pub submit_answered: Option<Duration>,
+    /// The ack (or reject) event arrived.
+    pub ack_seen: Option<Duration>,
+    /// First evidence of an execution arrived: a fill event, or a state (event, answer or
+    /// poll) showing FILLED or an executed quantity.
+    pub fill_seen: Option<Duration>,
+    /// The cancel was sent to this side (known for the candidate: the mirror sends its copy;
+    /// the primary's cancel passes through before the mirror sees it).
+    pub cancel_sent: Option<Duration>,
+    /// The side's answer to the cancel arrived.
+    pub cancel_answered: Option<Duration>,
+    /// The side refused the cancel: a reject event after the ack, or a non-2xx cancel answer.
+    pub cancel_refused: Option<Duration>,
+    /// The first refusal event: whether it came after a fill in the side's own event order
+    /// (its engine says the order was no longer open when the cancel reached it).
+    pub refused_after_fill: Option<bool>,
 }
 
 /// One execution.
@@ -571,6 +613,46 @@ impl Flow {
     /// `order-update` whose data says its `type`). Returns false when it is not an order
     /// lifecycle event.
     pub fn apply_event(&mut self, event: &str, data: &Value) -> bool {
+        self.apply(event, data, None)
+    }
+
+    /// [`Flow::apply_event`] for an event that arrived `at` (offset from the flow's start):
+    /// also notes when the ack, the first fill evidence and a refused cancel were seen.
+    pub fn apply_event_at(&mut self, event: &str, data: &Value, at: Duration) -> bool {
+        let changed = self.apply(event, data, Some(at));
+        self.note_seen(at);
+        changed
+    }
+
+    /// Notes, from what the flow holds now, the first sighting of its ack and of its first
+    /// execution (after a state answer or poll `at`).
+    pub fn note_seen(&mut self, at: Duration) {
+        if self.ack.is_some() {
+            self.times.ack_seen.get_or_insert(at);
+        }
+        if self.has_executed() {
+            self.times.fill_seen.get_or_insert(at);
+        }
+    }
+
+    /// Notes a cancel answer with `status` arriving `at`.
+    pub fn note_cancel_answer(&mut self, status: u16, at: Duration) {
+        self.times.cancel_answered.get_or_insert(at);
+        if !(200..300).contains(&status) {
+            self.times.cancel_refused.get_or_insert(at);
+        }
+    }
+
+    /// Whether anything executed, as far as the flow knows.
+    fn has_executed(&self) -> bool {
+        !self.fills.is_empty()
+            || self
+                .state
+                .as_ref()
+                .is_some_and(|s| s.executed_qty > 0.0 || s.status == "FILLED")
+    }
+
+    fn apply(&mut self, event: &str, data: &Value, at: Option<Duration>) -> bool {
         let kind = data
             .get("type")
             .and_then(Value::as_str)
@@ -610,6 +692,16 @@ impl Flow {
                         self.sequence.push(Step::Reject);
                     }
                     "CANCELLED" | "CANCELED" => self.sequence.push(Step::Cancelled),
+                    "REJECTED" => {
+                        // The refused cancel: when, and whether the engine had filled first.
+                        if self.times.refused_after_fill.is_none() {
+                            self.times.refused_after_fill = Some(self.has_executed());
+                        }
+                        if let Some(at) = at {
+                            self.times.cancel_refused.get_or_insert(at);
+                        }
+                        return false;
+                    }
                     _ => return false,
                 }
                 true
@@ -711,6 +803,27 @@ pub struct FlowDifference {
     pub kind: FlowKind,
     /// The differing steps.
     pub steps: Vec<StepDiff>,
+    /// Set when the difference is explained by how the flow was mirrored, not by the
+    /// candidate: reported as noise with this label and evidence, never as a regression.
+    pub noise: Option<Noise>,
+}
+
+/// Label of an outcome difference where the candidate filled before its cancel reached it
+/// and the primary cancelled first.
+pub const RACE_CANDIDATE_FILLED: &str =
+    "cancel-fill race: the cancel reached the candidate after its fill";
+/// Label of the reverse: the primary filled before its cancel reached it, the candidate
+/// cancelled first.
+pub const RACE_PRIMARY_FILLED: &str =
+    "cancel-fill race: the cancel reached the primary after its fill";
+
+/// Why a difference is noise.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Noise {
+    /// Short label for reports ([`RACE_CANDIDATE_FILLED`], [`RACE_PRIMARY_FILLED`]).
+    pub label: &'static str,
+    /// The evidence, in words (times are offsets from the flow's start).
+    pub evidence: String,
 }
 
 impl FlowDifference {
@@ -735,8 +848,111 @@ fn opt_str(s: Option<&str>) -> Value {
 }
 
 /// Compares the primary's flow with the candidate's; `timed_out` says which sides did not
-/// end in time. Differences go to `out` (cleared first), at most one per kind.
+/// end in time. Differences go to `out` (cleared first), at most one per kind. An outcome
+/// difference the sides' evidence explains as a cancel-fill race carries [`Noise`].
 pub fn compare_flows(
+    rules: &FlowRules,
+    p: &Flow,
+    c: &Flow,
+    timed_out: (bool, bool),
+    out: &mut Vec<FlowDifference>,
+) {
+    compare(rules, p, c, timed_out, out);
+    let Some(noise) = cancel_fill_race(p, c) else {
+        return;
+    };
+    // Only an outcome difference that is nothing but the race's consequence (the final
+    // status, and the cancel answer of the side that refused it) is explained by it.
+    if let Some(d) = out.iter_mut().find(|d| {
+        d.kind == FlowKind::StateMismatch
+            && d.steps
+                .iter()
+                .all(|s| s.step == "final/status" || s.step == "cancel")
+    }) {
+        d.noise = Some(noise);
+    }
+}
+
+/// The race between a cancel and a fill, when each side's evidence shows it: one side
+/// cancelled first, the other filled before its cancel reached it (see the module docs).
+pub fn cancel_fill_race(p: &Flow, c: &Flow) -> Option<Noise> {
+    if let (Some(cancelled), Some(filled)) = (cancelled_first(p), filled_first(c)) {
+        return Some(Noise {
+            label: RACE_CANDIDATE_FILLED,
+            evidence: format!("candidate: {filled}; primary: {cancelled}"),
+        });
+    }
+    if let (Some(filled), Some(cancelled)) = (filled_first(p), cancelled_first(c)) {
+        return Some(Noise {
+            label: RACE_PRIMARY_FILLED,
+            evidence: format!("primary: {filled}; candidate: {cancelled}"),
+        });
+    }
+    None
+}
+
+fn ms(d: Duration) -> u128 {
+    d.as_millis()
+}
+
+/// The side got a cancel and its engine took it before any fill: cancelled, nothing executed.
+fn cancelled_first(f: &Flow) -> Option<String> {
+    let st = f.state.as_ref()?;
+    let got_cancel = f.cancel.is_some() || f.times.cancel_sent.is_some();
+    (matches!(st.status.as_str(), "CANCELLED" | "CANCELED")
+        && st.executed_qty == 0.0
+        && f.fills.is_empty()
+        && got_cancel)
+        .then(|| "cancelled with nothing executed".to_owned())
+}
+
+/// The side got a cancel, ended filled, and its evidence shows the fill came before the
+/// cancel reached it (module docs); the evidence in words.
+fn filled_first(f: &Flow) -> Option<String> {
+    let st = f.state.as_ref()?;
+    if st.status != "FILLED" || f.sequence.contains(&Step::Cancelled) {
+        return None;
+    }
+    let t = &f.times;
+    let fill = t.fill_seen?;
+    // The fill was seen before the cancel even left for this side.
+    if let Some(sent) = t.cancel_sent
+        && fill <= sent
+    {
+        return Some(format!(
+            "fill seen at {} ms, before the cancel was sent to it at {} ms",
+            ms(fill),
+            ms(sent)
+        ));
+    }
+    // The side refused the cancel after the fill: in its own event order, or by an answer
+    // that came after the fill was seen (a refusal event before the fill says otherwise).
+    let refused_after = match t.refused_after_fill {
+        Some(after) => after,
+        None => t.cancel_refused.is_some_and(|r| fill <= r),
+    };
+    if !refused_after {
+        return None;
+    }
+    // ... and the fill happened about when the cancel was answered, not well after: a side
+    // that accepted the cancel and filled long after is wrong, whatever it answered later.
+    // The fill's arrival is allowed this side's own event lag (its ack after its answer).
+    let answered = t.cancel_answered.or(t.cancel_sent)?;
+    let lag = match (t.ack_seen, t.submit_answered) {
+        (Some(a), Some(s)) => a.saturating_sub(s),
+        _ => Duration::ZERO,
+    };
+    (fill.saturating_sub(lag) <= answered).then(|| {
+        format!(
+            "fill seen at {} ms (event lag {} ms), cancel refused after the fill, cancel answered at {} ms",
+            ms(fill),
+            ms(lag),
+            ms(answered)
+        )
+    })
+}
+
+fn compare(
     rules: &FlowRules,
     p: &Flow,
     c: &Flow,
@@ -755,6 +971,7 @@ pub fn compare_flows(
             None => out.push(FlowDifference {
                 kind,
                 steps: vec![d],
+                noise: None,
             }),
         }
     };
@@ -1002,6 +1219,12 @@ mod tests {
         out.iter().map(|d| d.kind).collect()
     }
 
+    impl FlowDifference {
+        fn steps_names_for_test(&self) -> Vec<&str> {
+            self.steps.iter().map(|s| s.step.as_str()).collect()
+        }
+    }
+
     #[test]
     fn equal_flows_have_no_difference() {
         let mut out = Vec::new();
@@ -1170,6 +1393,158 @@ mod tests {
         };
         compare_flows(&FlowRules::default(), &p, &c, (false, false), &mut out);
         assert_eq!(kinds(&out), vec![FlowKind::StateMismatch]);
+    }
+
+    fn ms_(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    /// A side that got the client's cancel before its fill: accepted at 2 ms, cancelled.
+    fn cancelled_at(answered: u64) -> Flow {
+        let mut f = Flow {
+            submit: Some(200),
+            ..Flow::default()
+        };
+        f.times.submit_answered = Some(Duration::ZERO);
+        f.apply_event_at("order_update", &json!({"status": "ACCEPTED"}), ms_(2));
+        f.note_cancel_answer(200, ms_(answered));
+        f.cancel = Some(200);
+        f.apply_event_at(
+            "order_update",
+            &json!({"status": "CANCELLED"}),
+            ms_(answered + 1),
+        );
+        f.apply_event_at(
+            "order_state",
+            &json!({"status": "CANCELLED", "executed_qty": 0.0, "avg_price": null}),
+            ms_(answered + 1),
+        );
+        f
+    }
+
+    /// A side whose fill event arrived at `fill`, its cancel sent at `sent` (if known) and
+    /// answered at `answered`; `refusal`: when its engine's refusal of the cancel arrived.
+    fn filled_at(fill: u64, sent: Option<u64>, answered: u64, refusal: Option<u64>) -> Flow {
+        let mut f = Flow {
+            submit: Some(200),
+            ..Flow::default()
+        };
+        f.times.submit_answered = Some(ms_(5));
+        f.times.cancel_sent = sent.map(ms_);
+        f.apply_event_at("order_update", &json!({"status": "ACCEPTED"}), ms_(7));
+        let mut events = vec![
+            (fill, "fill", json!({"qty": 0.5, "price": 100.0})),
+            (
+                fill,
+                "order_state",
+                json!({"status": "FILLED", "executed_qty": 0.5, "avg_price": 100.0}),
+            ),
+        ];
+        if let Some(r) = refusal {
+            events.push((
+                r,
+                "order_update",
+                json!({"status": "REJECTED", "reason": "unknown_order"}),
+            ));
+        }
+        // In arrival order (a refusal may come before the fill).
+        events.sort_by_key(|e| e.0);
+        for (t, name, data) in events {
+            f.apply_event_at(name, &data, ms_(t));
+        }
+        f.note_cancel_answer(200, ms_(answered));
+        f.cancel = Some(200);
+        f
+    }
+
+    fn race(p: &Flow, c: &Flow) -> Vec<FlowDifference> {
+        let mut out = Vec::new();
+        compare_flows(&FlowRules::default(), p, c, (false, false), &mut out);
+        out
+    }
+
+    #[test]
+    fn the_candidate_filled_before_its_cancel_was_sent_is_noise() {
+        // Candidate fill after 20 ms, its cancel sent at 60 ms (after the primary's answer).
+        let out = race(&cancelled_at(50), &filled_at(20, Some(60), 62, Some(63)));
+        assert_eq!(kinds(&out), vec![FlowKind::StateMismatch]);
+        assert_eq!(out[0].steps_names_for_test(), ["final/status"]);
+        let noise = out[0].noise.as_ref().expect("a race");
+        assert_eq!(noise.label, RACE_CANDIDATE_FILLED);
+        assert!(
+            noise
+                .evidence
+                .contains("fill seen at 20 ms, before the cancel was sent to it at 60 ms"),
+            "{noise:?}"
+        );
+        // A refusal after the fill alone (the fill seen only after the cancel left, within
+        // the side's event lag of its answer) is the same race.
+        let out = race(&cancelled_at(50), &filled_at(64, Some(60), 62, Some(65)));
+        assert_eq!(
+            out[0].noise.as_ref().map(|n| n.label),
+            Some(RACE_CANDIDATE_FILLED)
+        );
+    }
+
+    #[test]
+    fn the_primary_filled_before_its_cancel_reached_it_is_noise() {
+        // The primary's cancel answer came at 305 ms, its fill at 300 ms and then its engine
+        // refused the cancel (the order was gone); the candidate cancelled first.
+        let p = filled_at(300, None, 305, Some(306));
+        let out = race(&p, &cancelled_at(320));
+        assert_eq!(kinds(&out), vec![FlowKind::StateMismatch]);
+        let noise = out[0].noise.as_ref().expect("a race");
+        assert_eq!(noise.label, RACE_PRIMARY_FILLED);
+        assert!(
+            noise.evidence.starts_with("primary: fill seen at 300 ms"),
+            "{noise:?}"
+        );
+        // A refusing cancel answer after the fill is evidence too, and its step is part of
+        // the same noise.
+        let mut p = filled_at(300, None, 305, None);
+        p.times = FlowTimes {
+            cancel_answered: None,
+            cancel_refused: None,
+            ..p.times
+        };
+        p.note_cancel_answer(404, ms_(310));
+        p.cancel = Some(404);
+        let out = race(&p, &cancelled_at(320));
+        assert_eq!(out[0].steps_names_for_test(), ["final/status", "cancel"]);
+        assert_eq!(
+            out[0].noise.as_ref().map(|n| n.label),
+            Some(RACE_PRIMARY_FILLED)
+        );
+    }
+
+    #[test]
+    fn a_candidate_that_fills_after_its_cancel_arrived_is_a_regression() {
+        let p = cancelled_at(50);
+        // Cancel sent at 50 ms and answered at 52 ms; the fill came at 300 ms, when it was
+        // due: the cancel had arrived well before, and no refusal says otherwise.
+        let out = race(&p, &filled_at(300, Some(50), 52, None));
+        assert_eq!(kinds(&out), vec![FlowKind::StateMismatch]);
+        assert_eq!(out[0].noise, None);
+        // Its engine refusing the cancel after that late fill does not excuse it.
+        let out = race(&p, &filled_at(300, Some(50), 52, Some(301)));
+        assert_eq!(out[0].noise, None);
+        // Nor does a refusal before the fill (the order was open).
+        let out = race(&p, &filled_at(64, Some(60), 62, Some(61)));
+        assert_eq!(out[0].noise, None);
+        // No timings at all: no evidence, a regression.
+        let mut c = filled(100.0);
+        c.cancel = Some(200);
+        let mut pc = cancelled_at(50);
+        pc.times = FlowTimes::default();
+        assert_eq!(race(&pc, &c)[0].noise, None);
+        // Both cancelled or both filled: no race, and no difference.
+        assert!(race(&p, &cancelled_at(80)).is_empty());
+        // A side that never got a cancel is not in a race.
+        let mut c = filled_at(20, Some(60), 62, None);
+        c.cancel = None;
+        c.times.cancel_sent = None;
+        c.times.cancel_answered = None;
+        assert_eq!(cancel_fill_race(&p, &c), None);
     }
 
     #[test]

@@ -44,6 +44,16 @@
 //!   element: each is rewritten through the map (all waited for at once, each up to the same
 //!   wait) and each order's flow gets the cancel. One id that cannot be mapped keeps the whole
 //!   copy from being sent (each such id is reported).
+//! - **Cancel-fill races are noise, on evidence.** A cancel reaches the candidate later than
+//!   the primary (its copy leaves after the primary answered and after the candidate
+//!   answered the submit), so each engine races its fill against the cancel on its own. The
+//!   tracker keeps, per side on its own clock, when the submit was answered, when the ack and
+//!   the first fill evidence (fill event, FILLED state from an event, answer or poll) were
+//!   seen, when the cancel left for the candidate (when `rewrite` hands it over), when each
+//!   cancel answer came (the primary's: when its copy was fired) and when a cancel was
+//!   refused; `compare_flows` decides. Race flows are written with class `noise` and the
+//!   race's label, counted as `noise` and `cancel_fill_races` (never as matched, never in
+//!   `by_kind`), grouped apart from regressions.
 //! - **Venue ids** are learned from order events and state polls as well as from state
 //!   answers: once both sides of a flow have shown a non-empty `venue_order_id`, the pair goes
 //!   into the map (kind `venue`).
@@ -193,10 +203,23 @@ impl Tracked {
         }
     }
 
-    /// Applies an event to one side; the venue pair it completes, if any.
-    fn apply(&mut self, side: Side, event: &str, data: &Value) -> (bool, Option<(String, String)>) {
-        let changed = self.side(side).apply_event(event, data);
+    /// Applies an event that arrived `at` to one side; the venue pair it completes, if any.
+    fn apply(
+        &mut self,
+        side: Side,
+        event: &str,
+        data: &Value,
+        at: Instant,
+    ) -> (bool, Option<(String, String)>) {
+        let t = self.offset(at);
+        let changed = self.side(side).apply_event_at(event, data, t);
         (changed, self.venue(side, venue_id(data)))
+    }
+
+    /// `at` as an offset from the flow's start (what the flows' times are kept in); zero for
+    /// what came before the start (events held for the order).
+    fn offset(&self, at: Instant) -> Duration {
+        at.saturating_duration_since(self.created)
     }
 }
 
@@ -235,10 +258,20 @@ pub struct FlowGroup {
     pub kind: String,
     /// Differing steps (`ack,final`).
     pub steps: String,
+    /// `regression`, or `noise` for differences explained by the mirroring (`label` says how).
+    #[serde(default = "regression")]
+    pub class: String,
+    /// Why a noise group is noise (`cancel-fill race: ...`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
     /// Flows that showed it.
     pub count: u64,
     /// The first such flow (the primary's order id).
     pub example: String,
+}
+
+fn regression() -> String {
+    "regression".to_owned()
 }
 
 /// Flow and id-map counters for `/summary` and the manifest.
@@ -250,8 +283,17 @@ pub struct FlowSummary {
     pub compared: u64,
     /// Compared with no difference.
     pub matched: u64,
-    /// Compared with at least one difference.
+    /// Compared with at least one regression.
     pub differing: u64,
+    /// Compared, and every difference was noise (a cancel-fill race): neither a match nor a
+    /// regression; the lines are in `discrepancies.ndjson` with class `noise`.
+    #[serde(default)]
+    pub noise: u64,
+    /// Flows whose outcome differed because the cancel and the fill raced differently on
+    /// each side (the evidence of both sides shows it): counted here and as `noise`, and
+    /// grouped with class `noise` and the race's label.
+    #[serde(default)]
+    pub cancel_fill_races: u64,
     /// Not tracked: over `max_flows`.
     pub untracked: u64,
     /// Not compared: the candidate's submit failed or did not answer (reported by the
@@ -274,7 +316,7 @@ pub struct FlowSummary {
     /// Compared flows where a poll gave at least one side its final state.
     #[serde(default)]
     pub completed_by_poll: u64,
-    /// Flows per difference kind.
+    /// Flows per difference kind, regressions only (noise: `noise`, `cancel_fill_races`).
     pub by_kind: BTreeMap<String, u64>,
     /// Groups (kind + steps), most frequent first.
     pub groups: Vec<FlowGroup>,
@@ -307,6 +349,8 @@ struct Counters {
     compared: AtomicU64,
     matched: AtomicU64,
     differing: AtomicU64,
+    noise: AtomicU64,
+    races: AtomicU64,
     untracked: AtomicU64,
     submit_failed: AtomicU64,
     polls: [AtomicU64; 2],
@@ -315,6 +359,9 @@ struct Counters {
     completed_by_poll: AtomicU64,
 }
 
+/// What groups flow differences: kind, steps and noise label (none: a regression).
+type GroupKey = (FlowKind, String, Option<&'static str>);
+
 /// The flow tracker.
 #[derive(Debug)]
 pub(crate) struct Flows {
@@ -322,7 +369,7 @@ pub(crate) struct Flows {
     pub ids: Arc<Correlator>,
     table: Mutex<Table>,
     counters: Counters,
-    groups: Mutex<HashMap<(FlowKind, String), FlowGroup>>,
+    groups: Mutex<HashMap<GroupKey, FlowGroup>>,
     by_kind: Mutex<BTreeMap<&'static str, u64>>,
     writer: DiscrepancyWriter,
     primary: Upstream,
@@ -338,6 +385,8 @@ pub(crate) struct Flows {
     pub lines: AtomicU64,
     /// Ignored lines written (unmapped ids).
     pub ignored_lines: AtomicU64,
+    /// Noise lines written (cancel-fill races).
+    pub noise_lines: AtomicU64,
     /// The `discrepancies` metric family (flow lines are counted there too).
     metric: prometheus_client::metrics::family::Family<
         crate::stats::DiscrepancyLabels,
@@ -387,6 +436,7 @@ impl Flows {
             watched: Default::default(),
             lines: AtomicU64::new(0),
             ignored_lines: AtomicU64::new(0),
+            noise_lines: AtomicU64::new(0),
             metric: s.metric,
         }
     }
@@ -417,12 +467,15 @@ impl Flows {
             return;
         }
         self.counters.tracked.fetch_add(1, Ordering::Relaxed);
+        let mut p = Flow {
+            id: Some(primary_id.to_owned()),
+            submit: Some(status),
+            ..Flow::default()
+        };
+        // The copy fires once the primary's answer has passed: its answer is the start.
+        p.times.submit_answered = Some(Duration::ZERO);
         let mut tr = Tracked {
-            p: Flow {
-                id: Some(primary_id.to_owned()),
-                submit: Some(status),
-                ..Flow::default()
-            },
+            p,
             c: Flow::default(),
             method: method.to_owned(),
             route: route.to_owned(),
@@ -437,8 +490,8 @@ impl Flows {
         };
         // The candidate's venue id is not known before its submit answer: no pair yet.
         if let Some(evs) = t.orphans.remove(&(true, primary_id.to_owned())) {
-            for (_, e, d) in evs {
-                tr.apply(Side::Primary, &e, &d);
+            for (at, e, d) in evs {
+                tr.apply(Side::Primary, &e, &d, at);
             }
         }
         t.flows.insert(primary_id.to_owned(), tr);
@@ -471,16 +524,18 @@ impl Flows {
         }
         let mut venue = None;
         if let Some(tr) = t.flows.get_mut(primary_id) {
-            tr.last = Instant::now();
+            let now = Instant::now();
+            tr.last = now;
             if let Some((status, cid)) = candidate {
                 tr.c.submit = Some(status);
                 tr.c.id = cid;
+                tr.c.times.submit_answered = Some(tr.offset(now));
             }
             if let Some(c) = creds {
                 tr.creds[1] = c;
             }
-            for (_, e, d) in orphans.into_iter().flatten() {
-                venue = tr.apply(Side::Candidate, &e, &d).1.or(venue);
+            for (at, e, d) in orphans.into_iter().flatten() {
+                venue = tr.apply(Side::Candidate, &e, &d, at).1.or(venue);
             }
         }
         drop(t);
@@ -489,15 +544,37 @@ impl Flows {
         }
     }
 
-    /// A cancel's answers, for every order the request named.
+    /// A cancel's answers, for every order the request named (`c`: the candidate's, which
+    /// has just arrived; the primary's came when its copy was fired, noted by `rewrite`).
     pub(crate) fn cancelled(&self, primary_ids: &[String], p: u16, c: Option<u16>) {
         let now = Instant::now();
         let mut t = lock(&self.table);
         for id in primary_ids {
             if let Some(tr) = t.flows.get_mut(id) {
                 tr.last = now;
+                let at = tr.offset(now);
+                let p_at = tr.p.times.cancel_answered.unwrap_or(at);
+                tr.p.note_cancel_answer(p, p_at);
                 tr.p.cancel = Some(p);
+                if let Some(c) = c {
+                    tr.c.note_cancel_answer(c, at);
+                }
                 tr.c.cancel = c;
+            }
+        }
+    }
+
+    /// A cancel's copy is leaving for the candidate now; the primary's answer to it came
+    /// when the copy was fired (`fired`). The times tell a cancel-fill race from a
+    /// regression (`shadowgate_diff::flow::cancel_fill_race`).
+    fn cancel_going_out(&self, primary_ids: &[String], fired: Instant) {
+        let now = Instant::now();
+        let mut t = lock(&self.table);
+        for id in primary_ids {
+            if let Some(tr) = t.flows.get_mut(id) {
+                let (p_at, c_at) = (tr.offset(fired), tr.offset(now));
+                tr.p.times.cancel_answered.get_or_insert(p_at);
+                tr.c.times.cancel_sent.get_or_insert(c_at);
             }
         }
     }
@@ -507,13 +584,17 @@ impl Flows {
         let fr = self.fr();
         let ps = p.and_then(|b| parse_state(&fr.primary, b));
         let cs = c.and_then(|b| parse_state(&fr.candidate, b));
+        let now = Instant::now();
         let mut t = lock(&self.table);
         if let Some(tr) = t.flows.get_mut(primary_id) {
+            let at = tr.offset(now);
             if ps.is_some() {
                 tr.p.state = ps;
+                tr.p.note_seen(at);
             }
             if cs.is_some() {
                 tr.c.state = cs;
+                tr.c.note_seen(at);
             }
         }
     }
@@ -537,7 +618,7 @@ impl Flows {
         if let Some(pid) = &primary_id
             && let Some(tr) = t.flows.get_mut(pid)
         {
-            let (changed, venue) = tr.apply(side, event, data);
+            let (changed, venue) = tr.apply(side, event, data, now);
             if changed {
                 tr.last = now;
             }
@@ -665,12 +746,14 @@ impl Flows {
                 return;
             };
             tr.polling = false;
+            let at = tr.offset(Instant::now());
             for (side, a) in [(Side::Primary, pa), (Side::Candidate, ca)] {
                 match a {
                     Polled::State(st, v) => {
                         let f = tr.side(side);
                         let was_final = f.is_final(fr);
                         f.state = Some(st);
+                        f.note_seen(at);
                         if !was_final && f.is_final(fr) {
                             tr.by_poll = true;
                         }
@@ -776,21 +859,39 @@ impl Flows {
             self.counters.matched.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        self.counters.differing.fetch_add(1, Ordering::Relaxed);
+        // Noise is neither a match nor a regression: counted apart.
+        if diffs.iter().all(|d| d.noise.is_some()) {
+            self.counters.noise.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.counters.differing.fetch_add(1, Ordering::Relaxed);
+        }
+        if diffs.iter().any(|d| d.noise.is_some()) {
+            self.counters.races.fetch_add(1, Ordering::Relaxed);
+        }
         let cid = tr.c.id.as_deref().unwrap_or("(none)");
         for d in diffs {
             let steps = d.step_names();
+            let label = d.noise.as_ref().map(|n| n.label);
             {
                 let mut g = lock(&self.groups);
-                g.entry((d.kind, steps.clone()))
+                g.entry((d.kind, steps.clone(), label))
                     .or_insert_with(|| FlowGroup {
                         kind: d.kind.as_str().to_owned(),
                         steps: steps.clone(),
+                        class: if label.is_some() {
+                            "noise"
+                        } else {
+                            "regression"
+                        }
+                        .to_owned(),
+                        label: label.map(str::to_owned),
                         count: 0,
                         example: pid.to_owned(),
                     })
                     .count += 1;
-                *lock(&self.by_kind).entry(d.kind.as_str()).or_default() += 1;
+                if label.is_none() {
+                    *lock(&self.by_kind).entry(d.kind.as_str()).or_default() += 1;
+                }
             }
             let pick = |f: fn(&shadowgate_diff::flow::StepDiff) -> &Value| -> Value {
                 Value::Object(
@@ -806,6 +907,22 @@ impl Flows {
                 .map(|s| format!("{} ({} vs {})", s.step, s.primary, s.candidate))
                 .collect::<Vec<_>>()
                 .join(", ");
+            let (class, signature, why) = match &d.noise {
+                None => (
+                    RecClass::Regression,
+                    signature(d.kind, &steps),
+                    String::new(),
+                ),
+                Some(n) => (
+                    RecClass::Noise,
+                    signature_text(&format!(
+                        "flow {} {steps} noise {}",
+                        d.kind.as_str(),
+                        n.label
+                    )),
+                    format!("; {} ({})", n.label, n.evidence),
+                ),
+            };
             let line = Discrepancy {
                 ts: SystemTime::now(),
                 method: tr.method.clone(),
@@ -815,15 +932,20 @@ impl Flows {
                 path: format!("/{}", d.steps.first().map_or("", |s| s.step.as_str())),
                 primary: pick(|s| &s.primary),
                 candidate: pick(|s| &s.candidate),
-                signature: signature(d.kind, &steps),
-                class: RecClass::Regression,
-                label: None,
+                signature,
+                class,
+                label: label.map(str::to_owned),
                 detail: Some(format!(
-                    "order {pid} on the primary, {cid} on the candidate; differing steps: {detail}"
+                    "order {pid} on the primary, {cid} on the candidate; differing steps: {detail}{why}"
                 )),
             };
-            self.lines.fetch_add(1, Ordering::Relaxed);
-            self.count_line(&tr.method, &tr.route, d.kind.as_str(), "regression");
+            if label.is_some() {
+                self.noise_lines.fetch_add(1, Ordering::Relaxed);
+                self.count_line(&tr.method, &tr.route, d.kind.as_str(), "noise");
+            } else {
+                self.lines.fetch_add(1, Ordering::Relaxed);
+                self.count_line(&tr.method, &tr.route, d.kind.as_str(), "regression");
+            }
             let _ = self.writer.write(&line);
         }
     }
@@ -837,6 +959,10 @@ impl Flows {
         wait: Duration,
         route: &str,
     ) -> Result<Option<crate::shadow::ShadowRequest>, ()> {
+        // The primary's answer is complete when its copy is fired, which is about now.
+        let fired = Instant::now();
+        let cancel = rule.flow_step() == Some(shadowgate_diff::flow::FlowStep::Cancel);
+        let mut cancelled: Vec<String> = Vec::new();
         let mut path = req.path.clone();
         let mut body: Option<Value> = None;
         let mut changed = false;
@@ -848,6 +974,9 @@ impl Flows {
                 }
                 pids.sort_unstable();
                 pids.dedup();
+                if cancel && idr.kind == ORDER {
+                    cancelled.extend(pids.iter().cloned());
+                }
                 // Every id waits for its own submit, all at once: the longest wait is `wait`.
                 let resolved = futures_util::future::join_all(
                     pids.iter()
@@ -902,6 +1031,10 @@ impl Flows {
                     }
                 }
             }
+        }
+        // Sent as soon as this returns.
+        if cancel {
+            self.cancel_going_out(&cancelled, fired);
         }
         if !changed {
             return Ok(None);
@@ -978,13 +1111,21 @@ impl Flows {
     pub(crate) fn summary(&self) -> FlowSummary {
         let c = &self.counters;
         let mut groups: Vec<FlowGroup> = lock(&self.groups).values().cloned().collect();
-        groups.sort_by(|a, b| b.count.cmp(&a.count).then(a.kind.cmp(&b.kind)));
+        // Regressions first, then most frequent.
+        groups.sort_by(|a, b| {
+            (a.class != "regression")
+                .cmp(&(b.class != "regression"))
+                .then(b.count.cmp(&a.count))
+                .then(a.kind.cmp(&b.kind))
+        });
         let ic = &self.ids.counters;
         FlowSummary {
             tracked: c.tracked.load(Ordering::Relaxed),
             compared: c.compared.load(Ordering::Relaxed),
             matched: c.matched.load(Ordering::Relaxed),
             differing: c.differing.load(Ordering::Relaxed),
+            noise: c.noise.load(Ordering::Relaxed),
+            cancel_fill_races: c.races.load(Ordering::Relaxed),
             untracked: c.untracked.load(Ordering::Relaxed),
             submit_failed: c.submit_failed.load(Ordering::Relaxed),
             open: self.open() as u64,
@@ -1720,6 +1861,146 @@ mod tests {
                 .unwrap()
                 .contains("candidate refused"),
             "{line}"
+        );
+    }
+
+    /// Runs one submit → cancel flow through the tracker: the candidate's fill event comes
+    /// before its cancel leaves (`fill_first`) or well after its cancel was answered.
+    async fn race_flow(fill_first: bool) -> (FlowSummary, Vec<Value>) {
+        let dir = tempfile::tempdir().unwrap();
+        let f = tracker_with(
+            dir.path(),
+            "[flows]\nenabled = true\n[[routes]]\ntemplate = \"/api/cancel\"\nmethods = [\"POST\"]\n\
+             write_policy = \"mirror\"\nflow = \"cancel\"\nids = { request = [\"body:client_order_id\"] }\n",
+        );
+        let rule = f.rules.find_route("POST", "/api/cancel").unwrap();
+        let ev = |side, name: &str, v: Value| f.on_order_event(side, name, &v);
+        f.begin("w-1", 200, "POST", "/api/order", Credentials::default());
+        f.submitted("w-1", Some((200, Some("v-1".into()))), None);
+        ev(
+            Side::Primary,
+            "order_update",
+            serde_json::json!({"client_order_id": "w-1", "status": "ACCEPTED"}),
+        );
+        ev(
+            Side::Candidate,
+            "order_update",
+            serde_json::json!({"client_order_id": "v-1", "status": "ACCEPTED"}),
+        );
+        let fill = |ev: &dyn Fn(Side, &str, Value)| {
+            ev(
+                Side::Candidate,
+                "fill",
+                serde_json::json!({"client_order_id": "v-1", "qty": 1, "price": 5}),
+            );
+            ev(
+                Side::Candidate,
+                "order_state",
+                serde_json::json!({"client_order_id": "v-1", "status": "FILLED", "executed_qty": 1, "avg_price": 5}),
+            );
+        };
+        if fill_first {
+            fill(&ev);
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let req = crate::shadow::ShadowRequest {
+            method: Method::POST,
+            path: "/api/cancel".into(),
+            headers: HeaderMap::new(),
+            client_host: None,
+            body: Bytes::from_static(br#"{"client_order_id":"w-1"}"#),
+            marked: false,
+        };
+        f.rewrite(rule, &req, Duration::from_secs(1), "/api/cancel")
+            .await
+            .unwrap();
+        let ok = crate::shadow::Captured {
+            status: http::StatusCode::OK,
+            headers: HeaderMap::new(),
+            body: Bytes::from_static(br#"{"ok":true}"#),
+        };
+        observe(&f, rule, &req, &ok, Some(&ok), None);
+        ev(
+            Side::Primary,
+            "order_update",
+            serde_json::json!({"client_order_id": "w-1", "status": "CANCELLED"}),
+        );
+        ev(
+            Side::Primary,
+            "order_state",
+            serde_json::json!({"client_order_id": "w-1", "status": "CANCELLED", "executed_qty": 0}),
+        );
+        if !fill_first {
+            // The fill comes when it was due, long after the cancel was answered.
+            tokio::time::sleep(Duration::from_millis(60)).await;
+            fill(&ev);
+        }
+        // Its engine refuses the cancel once the order is filled, either way.
+        ev(
+            Side::Candidate,
+            "order_update",
+            serde_json::json!({"client_order_id": "v-1", "status": "REJECTED", "reason": "unknown_order"}),
+        );
+        f.sweep(true);
+        f.writer.flush().unwrap();
+        let text = std::fs::read_to_string(dir.path().join("run/discrepancies.ndjson")).unwrap();
+        let lines = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(
+            f.noise_lines.load(Ordering::Relaxed) + f.lines.load(Ordering::Relaxed),
+            1
+        );
+        (f.summary(), lines)
+    }
+
+    #[tokio::test]
+    async fn a_cancel_fill_race_is_noise_and_a_late_fill_a_regression() {
+        let (s, lines) = race_flow(true).await;
+        assert_eq!(
+            (
+                s.compared,
+                s.matched,
+                s.differing,
+                s.noise,
+                s.cancel_fill_races
+            ),
+            (1, 0, 0, 1, 1)
+        );
+        assert!(s.by_kind.is_empty());
+        assert_eq!(
+            (s.groups[0].class.as_str(), s.groups[0].label.as_deref()),
+            ("noise", Some(shadowgate_diff::flow::RACE_CANDIDATE_FILLED))
+        );
+        assert_eq!(
+            (&lines[0]["class"], &lines[0]["label"]),
+            (
+                &Value::from("noise"),
+                &Value::from(shadowgate_diff::flow::RACE_CANDIDATE_FILLED)
+            )
+        );
+        assert!(
+            lines[0]["detail"]
+                .as_str()
+                .unwrap()
+                .contains("before the cancel was sent"),
+            "{}",
+            lines[0]
+        );
+        let (s, lines) = race_flow(false).await;
+        assert_eq!(
+            (s.compared, s.differing, s.noise, s.cancel_fill_races),
+            (1, 1, 0, 0)
+        );
+        assert_eq!(s.by_kind.get("state-mismatch"), Some(&1));
+        assert_eq!(
+            (s.groups[0].class.as_str(), s.groups[0].label.as_deref()),
+            ("regression", None)
+        );
+        assert_eq!(
+            (&lines[0]["class"], &lines[0]["label"]),
+            (&Value::from("regression"), &Value::Null)
         );
     }
 

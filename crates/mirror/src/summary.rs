@@ -255,6 +255,9 @@ impl Summary {
                 })
                 .sum()
         };
+        let flow_noise_lines = flows.map_or(0, |f| {
+            f.noise_lines.load(std::sync::atomic::Ordering::Relaxed)
+        });
         let flow_lines = |ignored: bool| {
             flows.map_or(0, |f| {
                 if ignored {
@@ -284,7 +287,7 @@ impl Summary {
             comparisons: state.outcomes,
             lines: Lines {
                 regression: line("regression") + flow_lines(false) + stream_lines(0),
-                noise: line("noise") + stream_lines(1),
+                noise: line("noise") + flow_noise_lines + stream_lines(1),
                 ignored: line("ignored") + flow_lines(true) + stream_lines(2),
                 held_back: state.held as u64,
             },

@@ -922,3 +922,135 @@ async fn cpp_bulk_cancel_rewrites_every_id() {
     primary.shutdown().await;
     candidate.shutdown().await;
 }
+
+/// One run of submit → cancel 50 ms later through the mirror, with a client subscribed to
+/// the stream (so both sides' order events are watched), the primary's engine filling after
+/// `primary_fill` and the candidate's after `candidate_fill`.
+async fn cancel_fill_race_run(
+    primary_fill: &str,
+    candidate_fill: &str,
+    prefix: &str,
+    n: usize,
+) -> (Summary, Vec<serde_json::Value>) {
+    let engine = |fill: &str| {
+        format!(
+            "profile = \"python\"\nseed = 5\ndeterministic = true\n[engine]\ntick = \"1h\"\nfill_delay = \"{fill}\"\n"
+        )
+    };
+    let primary = sim(&engine(primary_fill)).await;
+    let candidate = sim(&engine(candidate_fill)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let text = format!("{PY_FLOW_RULES}\n{STREAM_RULES}");
+    let rules = shadowgate_mirror::parse_rules(&text, "flows.toml").unwrap();
+    let m = mirror(
+        &url(primary.local_addr()),
+        &url(candidate.local_addr()),
+        &out,
+        rules,
+        |_| {},
+    )
+    .await;
+    let c = client();
+    let base = url(m.local_addr());
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let reader = tokio::spawn(subscribe(c.clone(), base.clone(), stop_rx));
+    // The candidate's shared subscription is up once the client's stream is.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut tasks = Vec::new();
+    for w in 0..4 {
+        let (c, base, prefix) = (c.clone(), base.clone(), prefix.to_owned());
+        tasks.push(tokio::spawn(async move {
+            for i in (w..n).step_by(4) {
+                let id = format!("{prefix}{i}");
+                let body = format!(
+                    r#"{{"side":"BUY","symbol":"BTCUSDT","qty":0.001,"price":42000,"client_order_id":"{id}"}}"#
+                );
+                let r = request(&c, Method::POST, &format!("{base}/api/order"), &[("content-type", "application/json")], &body).await;
+                assert_eq!(r.status, 200);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                let body = format!(r#"{{"client_order_id":"{id}"}}"#);
+                let r = request(&c, Method::POST, &format!("{base}/api/cancel"), &[("content-type", "application/json")], &body).await;
+                assert_eq!(r.status, 200);
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let s = finish(m, n as u64).await;
+    let _ = stop_tx.send(true);
+    let _ = reader.await;
+    primary.shutdown().await;
+    candidate.shutdown().await;
+    (s, lines(&out))
+}
+
+/// The cancel reaches each engine at another time (the candidate's copy leaves only after
+/// the primary answered): an engine that fills first ends FILLED, the other CANCELLED, with
+/// both gateways right. Forced both ways (one engine fills after 20 ms, the other after 5 s;
+/// cancels 50 ms after the submit): every flow is noise with the race's label, counted as
+/// a race, and none is a flow regression or a match.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_fill_races_are_noise_both_ways() {
+    let _serial = SERIAL.lock().await;
+    let n = 40usize;
+    for (primary_fill, candidate_fill, prefix, label) in [
+        (
+            "5s",
+            "20ms",
+            "race-c-",
+            "cancel-fill race: the cancel reached the candidate after its fill",
+        ),
+        (
+            "20ms",
+            "5s",
+            "race-p-",
+            "cancel-fill race: the cancel reached the primary after its fill",
+        ),
+    ] {
+        let (s, lines) = cancel_fill_race_run(primary_fill, candidate_fill, prefix, n).await;
+        let f = s.flows.as_ref().unwrap();
+        eprintln!("{prefix}: flows {f:?}");
+        let n = n as u64;
+        assert_eq!(f.compared, n, "{f:?}");
+        assert_eq!(
+            (f.noise, f.cancel_fill_races, f.differing, f.matched),
+            (n, n, 0, 0),
+            "{:?}",
+            f.groups
+        );
+        assert!(
+            flow_kinds(&s).is_empty(),
+            "no flow regression: {:?}",
+            f.groups
+        );
+        assert_eq!(f.groups.len(), 1, "{:?}", f.groups);
+        let g = &f.groups[0];
+        assert_eq!(
+            (g.kind.as_str(), g.steps.as_str(), g.class.as_str()),
+            ("state-mismatch", "final", "noise")
+        );
+        assert_eq!((g.label.as_deref(), g.count), (Some(label), n));
+        // Flow lines (the event streams' lines are the stream comparison's).
+        let flow_lines: Vec<_> = lines
+            .iter()
+            .filter(|l| l["flow_id"].is_string() && l["route"] != "/api/stream")
+            .collect();
+        assert_eq!(flow_lines.len() as u64, n, "{flow_lines:?}");
+        for l in &flow_lines {
+            assert_eq!(
+                (&l["kind"], &l["class"], &l["label"]),
+                (
+                    &"state-mismatch".into(),
+                    &"noise".into(),
+                    &serde_json::Value::from(label)
+                ),
+                "{l}"
+            );
+            assert!(l["detail"].as_str().unwrap().contains(label), "{l}");
+        }
+        eprintln!("{prefix}: {}", flow_lines[0]["detail"]);
+        assert!(s.lines.noise >= n, "{:?}", s.lines);
+    }
+}
