@@ -382,6 +382,16 @@ pub struct FlowFacts {
     pub submit_failed: u64,
     /// Still open when the run ended.
     pub open: u64,
+    /// Compared, and every difference was noise (a cancel-fill race).
+    pub noise: u64,
+    /// Flows whose outcome differed only because cancel and fill raced differently per side.
+    pub cancel_fill_races: u64,
+    /// Compared flows where a state poll supplied a side's final state.
+    pub completed_by_poll: u64,
+    /// State polls answered 401/403 (the submit's credentials were refused).
+    pub poll_unauthorized: u64,
+    /// Flows left unfinished because their polls were refused (ignored, not regressions).
+    pub poll_unauthorized_flows: u64,
     /// Differing flows per kind.
     pub by_kind: std::collections::BTreeMap<String, u64>,
 }

@@ -104,6 +104,11 @@ pub fn flow_facts(m: &Measurements) -> Option<FlowFacts> {
         o.untracked += u(f, &["untracked"]);
         o.submit_failed += u(f, &["submit_failed"]);
         o.open += u(f, &["open"]);
+        o.noise += u(f, &["noise"]);
+        o.cancel_fill_races += u(f, &["cancel_fill_races"]);
+        o.completed_by_poll += u(f, &["completed_by_poll"]);
+        o.poll_unauthorized += u(f, &["poll_unauthorized"]);
+        o.poll_unauthorized_flows += u(f, &["poll_unauthorized_flows"]);
         if let Some(Value::Object(k)) = f.get("by_kind") {
             for (kind, n) in k {
                 *o.by_kind.entry(kind.clone()).or_default() += n.as_u64().unwrap_or(0);

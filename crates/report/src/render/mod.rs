@@ -250,10 +250,25 @@ pub(crate) fn section_line(t: &crate::model::SectionTotals) -> String {
 
 /// The flow tracker's counters in one line.
 pub(crate) fn flows_line(f: &crate::model::FlowFacts) -> String {
-    format!(
-        "flows: {} tracked, {} compared, {} matched, {} differing, {} submit failed, {} untracked, {} open",
-        f.tracked, f.compared, f.matched, f.differing, f.submit_failed, f.untracked, f.open
-    )
+    let mut line = format!(
+        "flows: {} tracked, {} compared, {} matched, {} differing, {} noise only ({} cancel-fill races), {} submit failed, {} untracked, {} open",
+        f.tracked,
+        f.compared,
+        f.matched,
+        f.differing,
+        f.noise,
+        f.cancel_fill_races,
+        f.submit_failed,
+        f.untracked,
+        f.open
+    );
+    if f.completed_by_poll > 0 || f.poll_unauthorized > 0 {
+        line.push_str(&format!(
+            "; {} completed by a state poll, {} polls refused (401/403) leaving {} flows unfinished",
+            f.completed_by_poll, f.poll_unauthorized, f.poll_unauthorized_flows
+        ));
+    }
+    line
 }
 
 /// The id map's counters in one line.
