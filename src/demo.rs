@@ -127,6 +127,11 @@ fn plan(args: &DemoArgs) -> anyhow::Result<Plan> {
         // after validation, so the limiter is too (the demo's clients are one address).
         c.rate_limit.enabled = false;
         c.shutdown_grace = Duration::from_secs(1);
+        // Cancels follow 50 ms after their submit. With the sims' default 300 ms fill delay,
+        // a candidate running late on this shared box (its events were measured up to ~1 s
+        // behind) filled orders before their cancel copy reached it: a cancel-fill race, real
+        // for a mirror but noise for a demo. 2 s keeps the race out without hiding anything.
+        c.engine.fill_delay = Duration::from_secs(2);
     }
     Ok(Plan {
         out: args

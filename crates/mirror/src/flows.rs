@@ -299,6 +299,11 @@ pub struct FlowSummary {
     /// Not compared: the candidate's submit failed or did not answer (reported by the
     /// exchange comparison as a status or counted as a shadow timeout/error).
     pub submit_failed: u64,
+    /// Not compared: a follow-up (a cancel) never reached the candidate — its copy was
+    /// dropped (shadow budget, breaker open) or failed (timeout, connection) — so the
+    /// candidate's side cannot be judged. One `not-compared` line (class ignored) each.
+    #[serde(default)]
+    pub follow_up_lost: u64,
     /// Tracked and not compared yet.
     pub open: u64,
     /// Order-state polls sent to the primary.
@@ -353,6 +358,7 @@ struct Counters {
     races: AtomicU64,
     untracked: AtomicU64,
     submit_failed: AtomicU64,
+    follow_up_lost: AtomicU64,
     polls: [AtomicU64; 2],
     poll_unauthorized: AtomicU64,
     poll_unauthorized_flows: AtomicU64,
@@ -561,6 +567,48 @@ impl Flows {
                 }
                 tr.c.cancel = c;
             }
+        }
+    }
+
+    /// A follow-up (a cancel) of these orders never reached the candidate (`why`: dropped
+    /// over the shadow budget, breaker open, timed out, …). Its flows cannot be judged on the
+    /// candidate's side any more: each is taken out of the tracker, counted and written as
+    /// one `not-compared` line (class ignored), never compared into a false regression.
+    pub(crate) fn follow_up_lost(&self, primary_ids: &[String], why: &str) {
+        let lost: Vec<(String, Tracked)> = {
+            let mut t = lock(&self.table);
+            primary_ids
+                .iter()
+                .filter_map(|id| t.flows.remove(id).map(|tr| (id.clone(), tr)))
+                .collect()
+        };
+        for (pid, tr) in lost {
+            self.counters.follow_up_lost.fetch_add(1, Ordering::Relaxed);
+            let cid = tr.c.id.as_deref().unwrap_or("(none)");
+            let line = Discrepancy {
+                ts: SystemTime::now(),
+                method: tr.method.clone(),
+                route: tr.route.clone(),
+                flow_id: Some(pid.clone()),
+                kind: DiscrepancyKind::NotCompared,
+                path: String::new(),
+                primary: Value::String(pid.clone()),
+                candidate: tr.c.id.clone().map_or(Value::Null, Value::String),
+                signature: signature_text(&format!("flow follow-up-lost {why}")),
+                class: RecClass::Ignored,
+                label: None,
+                detail: Some(format!(
+                    "order {pid} on the primary, {cid} on the candidate: its cancel copy did not complete on the candidate ({why}); flow not compared"
+                )),
+            };
+            self.ignored_lines.fetch_add(1, Ordering::Relaxed);
+            self.count_line(
+                &tr.method,
+                &tr.route,
+                DiscrepancyKind::NotCompared.as_str(),
+                "ignored",
+            );
+            let _ = self.writer.write(&line);
         }
     }
 
@@ -1128,6 +1176,7 @@ impl Flows {
             cancel_fill_races: c.races.load(Ordering::Relaxed),
             untracked: c.untracked.load(Ordering::Relaxed),
             submit_failed: c.submit_failed.load(Ordering::Relaxed),
+            follow_up_lost: c.follow_up_lost.load(Ordering::Relaxed),
             open: self.open() as u64,
             primary_polls: c.polls[0].load(Ordering::Relaxed),
             candidate_polls: c.polls[1].load(Ordering::Relaxed),
@@ -1631,6 +1680,37 @@ mod tests {
         assert_eq!(s.by_kind.get("fill-mismatch"), Some(&1));
         assert_eq!(s.groups[0].steps, "fills,final");
         assert_eq!(s.ids.learned, 1);
+    }
+
+    #[tokio::test]
+    async fn a_lost_cancel_takes_its_flow_out_as_not_compared() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = tracker(dir.path());
+        for id in ["web-3", "web-4"] {
+            f.begin(id, 200, "POST", "/api/order", Credentials::default());
+        }
+        f.submitted("web-3", Some((200, Some("veloz_3".into()))), None);
+        f.submitted("web-4", Some((200, Some("veloz_4".into()))), None);
+        // The cancel of web-3 was dropped before reaching the candidate; an unknown id
+        // in the same request changes nothing.
+        f.follow_up_lost(
+            &["web-3".to_owned(), "never-seen".to_owned()],
+            "dropped: the shadow budget was full",
+        );
+        assert_eq!(f.open(), 1);
+        f.sweep(true);
+        let s = f.summary();
+        assert_eq!((s.tracked, s.follow_up_lost, s.open), (2, 1, 0));
+        assert_eq!(f.ignored_lines.load(Ordering::Relaxed), 1);
+        f.writer.flush().unwrap();
+        let text = std::fs::read_to_string(dir.path().join("run/discrepancies.ndjson")).unwrap();
+        let line = text
+            .lines()
+            .find(|l| l.contains("did not complete on the candidate"))
+            .expect("a not-compared line for the lost cancel");
+        assert!(line.contains("\"class\":\"ignored\""), "{line}");
+        assert!(line.contains("web-3") && line.contains("veloz_3"), "{line}");
+        assert!(line.contains("shadow budget"), "{line}");
     }
 
     #[tokio::test]

@@ -369,6 +369,7 @@ impl Shadow {
             job.handles
                 .candidate
                 .record_drop(&mut self.shards.get(job.seq));
+            self.follow_up_lost(&job, "dropped: the candidate's circuit breaker was open");
             return;
         }
         let Ok(permit) = Arc::clone(&self.permits).try_acquire_owned() else {
@@ -377,6 +378,7 @@ impl Shadow {
             job.handles
                 .candidate
                 .record_drop(&mut self.shards.get(job.seq));
+            self.follow_up_lost(&job, "dropped: the shadow budget was full");
             return;
         };
         job.handles.count(ShadowEvent::Sent);
@@ -400,6 +402,20 @@ impl Shadow {
 
     /// A submit's copy is going out: its order is registered before the client can follow
     /// up on it (so a follow-up waits for the candidate's answer).
+    /// When `job` is a flow's cancel that will not reach the candidate, tells the tracker.
+    fn follow_up_lost(&self, job: &ShadowJob, why: &str) {
+        let (Some(flows), Some(rule)) = (
+            &self.flows,
+            job.handles.rule.and_then(|i| self.rules.routes().get(i)),
+        ) else {
+            return;
+        };
+        if rule.flow_step() == Some(shadowgate_diff::flow::FlowStep::Cancel) {
+            let pids = crate::flows::request_order_ids(rule, &job.request.path, &job.request.body);
+            flows.follow_up_lost(&pids, why);
+        }
+    }
+
     fn begin_flow(&self, job: &ShadowJob) {
         let (Some(flows), Some(rule)) = (
             &self.flows,
@@ -490,7 +506,29 @@ impl Shadow {
             Err(_) => self.breaker.failure(admit),
         }
         if let (Some(f), Some(r)) = (&self.flows, rule) {
-            crate::flows::observe(f, r, &job.request, &job.primary, cand.as_ref().ok(), sent);
+            match &cand {
+                // A cancel that failed on the way may or may not have reached the engine:
+                // the candidate's side of its flows cannot be judged.
+                Err(e) if r.flow_step() == Some(shadowgate_diff::flow::FlowStep::Cancel) => {
+                    let why = match e {
+                        Failure::Connect => "its copy could not connect",
+                        Failure::Timeout => "its copy timed out",
+                        Failure::Untranslatable => "its copy could not be translated",
+                        Failure::OverLimit(_) | Failure::Broken => "its copy failed",
+                    };
+                    let pids =
+                        crate::flows::request_order_ids(r, &job.request.path, &job.request.body);
+                    f.follow_up_lost(&pids, why);
+                }
+                _ => crate::flows::observe(
+                    f,
+                    r,
+                    &job.request,
+                    &job.primary,
+                    cand.as_ref().ok(),
+                    sent,
+                ),
+            }
         }
         let candidate = match cand {
             Ok(c) => c,

@@ -380,6 +380,8 @@ pub struct FlowFacts {
     pub untracked: u64,
     /// Not compared: the candidate's submit failed or did not answer.
     pub submit_failed: u64,
+    /// Not compared: a cancel's copy did not complete on the candidate (dropped or failed).
+    pub follow_up_lost: u64,
     /// Still open when the run ended.
     pub open: u64,
     /// Compared, and every difference was noise (a cancel-fill race).

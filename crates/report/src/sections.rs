@@ -105,6 +105,7 @@ pub fn flow_facts(m: &Measurements) -> Option<FlowFacts> {
         o.submit_failed += u(f, &["submit_failed"]);
         o.open += u(f, &["open"]);
         o.noise += u(f, &["noise"]);
+        o.follow_up_lost += u(f, &["follow_up_lost"]);
         o.cancel_fill_races += u(f, &["cancel_fill_races"]);
         o.completed_by_poll += u(f, &["completed_by_poll"]);
         o.poll_unauthorized += u(f, &["poll_unauthorized"]);

@@ -89,7 +89,7 @@ fn write_mirror(dir: &Path, with_lag: bool) {
             "flows": {
                 "tracked": 20, "compared": 19, "matched": 16, "differing": 3, "untracked": 0,
                 "submit_failed": 1, "open": 0, "primary_polls": 0, "candidate_polls": 0,
-                "noise": 2, "cancel_fill_races": 2, "completed_by_poll": 5,
+                "noise": 2, "cancel_fill_races": 2, "completed_by_poll": 5, "follow_up_lost": 4,
                 "poll_unauthorized": 3, "poll_unauthorized_flows": 1,
                 "by_kind": {"state-mismatch": 2, "fill-mismatch": 1}, "groups": [],
                 "ids": {"learned": 19, "rewritten": 12, "unmapped": 2, "timed_out": 1,
@@ -390,7 +390,10 @@ fn lines_land_in_their_sections_with_counts_and_examples() {
     );
     let fl = d.flows.as_ref().unwrap();
     assert_eq!((fl.tracked, fl.compared, fl.differing), (20, 19, 3));
-    assert_eq!((fl.noise, fl.cancel_fill_races), (2, 2));
+    assert_eq!(
+        (fl.noise, fl.cancel_fill_races, fl.follow_up_lost),
+        (2, 2, 4)
+    );
     assert_eq!(
         (
             fl.completed_by_poll,

@@ -251,7 +251,7 @@ pub(crate) fn section_line(t: &crate::model::SectionTotals) -> String {
 /// The flow tracker's counters in one line.
 pub(crate) fn flows_line(f: &crate::model::FlowFacts) -> String {
     let mut line = format!(
-        "flows: {} tracked, {} compared, {} matched, {} differing, {} noise only ({} cancel-fill races), {} submit failed, {} untracked, {} open",
+        "flows: {} tracked, {} compared, {} matched, {} differing, {} noise only ({} cancel-fill races), {} submit failed, {} cancels lost on the way to the candidate, {} untracked, {} open",
         f.tracked,
         f.compared,
         f.matched,
@@ -259,6 +259,7 @@ pub(crate) fn flows_line(f: &crate::model::FlowFacts) -> String {
         f.noise,
         f.cancel_fill_races,
         f.submit_failed,
+        f.follow_up_lost,
         f.untracked,
         f.open
     );
