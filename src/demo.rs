@@ -21,12 +21,10 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use shadowgate_load::{LoadOptions, Overrides, ProgressMode, Scenario, Shard};
-use shadowgate_mirror::RawMirrorConfig;
 use shadowgate_record::RunKind;
 use shadowgate_report::Criteria;
 use shadowgate_report::model::Report;
@@ -170,7 +168,6 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         rules_path.get_or_insert(p);
     }
     let rules_path = rules_path.unwrap_or_else(|| rules_dir.join(plan.rules[0].0));
-    let rules = shadowgate_mirror::load_rules(&rules_path)?;
     let load_text = if args.clean { LOAD_CLEAN } else { LOAD_SEEDED };
     write(&out, "scenario.load.toml", load_text)?;
     write(&out, "criteria.toml", CRITERIA)?;
@@ -228,20 +225,13 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         Duration::from_millis(500),
     )?;
     run.add_run("resources")?;
-    let config = RawMirrorConfig {
-        primary: primary.url(),
-        candidate: candidate.url(),
-        out: run.sub("mirror"),
-        rules: Arc::new(rules),
-        rules_source: Some(rules_path.display().to_string()),
-        tool_version: env!("CARGO_PKG_VERSION").to_owned(),
-        ..RawMirrorConfig::default()
-    }
-    .validate()?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .context("cannot bind 127.0.0.1:0 for the mirror")?;
-    let mirror = shadowgate_mirror::start(config, listener, None).await?;
+    let mirror = pipeline::start_mirror(
+        primary.url(),
+        candidate.url(),
+        run.sub("mirror"),
+        &rules_path,
+    )
+    .await?;
     run.add_run("mirror")?;
     println!(
         "      mirror    http://{}  rules {}",

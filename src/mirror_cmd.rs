@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use anyhow::Context as _;
 use shadowgate_mirror::{RawMirrorConfig, Summary, defaults};
@@ -290,27 +290,7 @@ fn one_line(s: &Summary) -> String {
 
 /// `reports/mirror-YYYYMMDD-HHMMSS` (UTC), or with `-2`, `-3`… if taken.
 fn default_run_dir(now: SystemTime) -> PathBuf {
-    let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    let (y, m, d) = civil_from_days(days);
-    let name = format!(
-        "mirror-{y:04}{m:02}{d:02}-{:02}{:02}{:02}",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    );
-    let base = PathBuf::from("reports");
-    // Bounded: the first free name among a thousand.
-    (1..1000)
-        .map(|n| {
-            if n == 1 {
-                base.join(&name)
-            } else {
-                base.join(format!("{name}-{n}"))
-            }
-        })
-        .find(|p| !p.exists())
-        .unwrap_or_else(|| base.join(&name))
+    crate::pipeline::default_dir_at("mirror", now)
 }
 
 /// Days since 1970-01-01 → (year, month, day), proleptic Gregorian (Howard Hinnant's
@@ -345,7 +325,7 @@ mod tests {
     #[test]
     fn run_dir_names_are_utc_dates() {
         // 2026-03-01 12:34:56 UTC
-        let t = UNIX_EPOCH + Duration::from_secs(1_772_368_496);
+        let t = std::time::UNIX_EPOCH + Duration::from_secs(1_772_368_496);
         let p = default_run_dir(t);
         assert_eq!(p, PathBuf::from("reports/mirror-20260301-123456"));
         assert_eq!(civil_from_days(0), (1970, 1, 1));

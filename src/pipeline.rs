@@ -488,11 +488,39 @@ pub fn report(
     Ok(report)
 }
 
+/// Starts an in-process mirror on 127.0.0.1:0 from `primary` to `candidate` with the rules
+/// file at `rules_path`, recording into `out` (the demo's and validate's mirror step).
+pub async fn start_mirror(
+    primary: String,
+    candidate: String,
+    out: PathBuf,
+    rules_path: &Path,
+) -> anyhow::Result<shadowgate_mirror::Mirror> {
+    let rules = shadowgate_mirror::load_rules(rules_path)?;
+    let config = shadowgate_mirror::RawMirrorConfig {
+        primary,
+        candidate,
+        out,
+        rules: std::sync::Arc::new(rules),
+        rules_source: Some(rules_path.display().to_string()),
+        tool_version: env!("CARGO_PKG_VERSION").to_owned(),
+        ..shadowgate_mirror::RawMirrorConfig::default()
+    }
+    .validate()?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .context("cannot bind 127.0.0.1:0 for the mirror")?;
+    Ok(shadowgate_mirror::start(config, listener, None).await?)
+}
+
 /// `reports/<prefix>-YYYYMMDD-HHMMSS` (UTC), or with `-2`, `-3`… if taken.
 pub fn default_dir(prefix: &str) -> PathBuf {
-    let secs = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    default_dir_at(prefix, SystemTime::now())
+}
+
+/// [`default_dir`] for the time `now`.
+pub fn default_dir_at(prefix: &str, now: SystemTime) -> PathBuf {
+    let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let (days, rem) = (secs / 86_400, secs % 86_400);
     let (y, m, d) = crate::mirror_cmd::civil_from_days(days);
     let name = format!(

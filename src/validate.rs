@@ -30,12 +30,10 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, anyhow, bail};
 use shadowgate_load::{LoadOptions, Overrides, ProgressMode, Scenario, Shard};
-use shadowgate_mirror::RawMirrorConfig;
 use shadowgate_record::{Manifest, RunKind};
 use shadowgate_report::Criteria;
 use shadowgate_sim::Profile;
@@ -622,21 +620,13 @@ async fn mirror_step(
             dir.join("veloz.toml")
         }
     };
-    let rules = shadowgate_mirror::load_rules(&rules_path)?;
-    let config = RawMirrorConfig {
-        primary: primary.to_owned(),
-        candidate: candidate.to_owned(),
-        out: run.sub("mirror"),
-        rules: Arc::new(rules),
-        rules_source: Some(rules_path.display().to_string()),
-        tool_version: env!("CARGO_PKG_VERSION").to_owned(),
-        ..RawMirrorConfig::default()
-    }
-    .validate()?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .context("cannot bind 127.0.0.1:0 for the mirror")?;
-    let mirror = shadowgate_mirror::start(config, listener, None).await?;
+    let mirror = pipeline::start_mirror(
+        primary.to_owned(),
+        candidate.to_owned(),
+        run.sub("mirror"),
+        &rules_path,
+    )
+    .await?;
     run.add_compare_only("mirror")?;
     println!(
         "      mirror http://{} rules {}",

@@ -585,31 +585,41 @@ impl Flows {
         for (pid, tr) in lost {
             self.counters.follow_up_lost.fetch_add(1, Ordering::Relaxed);
             let cid = tr.c.id.as_deref().unwrap_or("(none)");
-            let line = Discrepancy {
-                ts: SystemTime::now(),
-                method: tr.method.clone(),
-                route: tr.route.clone(),
-                flow_id: Some(pid.clone()),
-                kind: DiscrepancyKind::NotCompared,
-                path: String::new(),
-                primary: Value::String(pid.clone()),
-                candidate: tr.c.id.clone().map_or(Value::Null, Value::String),
-                signature: signature_text(&format!("flow follow-up-lost {why}")),
-                class: RecClass::Ignored,
-                label: None,
-                detail: Some(format!(
+            self.not_compared_line(
+                &pid,
+                &tr,
+                &format!("flow follow-up-lost {why}"),
+                format!(
                     "order {pid} on the primary, {cid} on the candidate: its cancel copy did not complete on the candidate ({why}); flow not compared"
-                )),
-            };
-            self.ignored_lines.fetch_add(1, Ordering::Relaxed);
-            self.count_line(
-                &tr.method,
-                &tr.route,
-                DiscrepancyKind::NotCompared.as_str(),
-                "ignored",
+                ),
             );
-            let _ = self.writer.write(&line);
         }
+    }
+
+    /// Writes a flow's one `not-compared` line (class ignored) and counts it.
+    fn not_compared_line(&self, pid: &str, tr: &Tracked, signature: &str, detail: String) {
+        let line = Discrepancy {
+            ts: SystemTime::now(),
+            method: tr.method.clone(),
+            route: tr.route.clone(),
+            flow_id: Some(pid.to_owned()),
+            kind: DiscrepancyKind::NotCompared,
+            path: String::new(),
+            primary: Value::String(pid.to_owned()),
+            candidate: tr.c.id.clone().map_or(Value::Null, Value::String),
+            signature: signature_text(signature),
+            class: RecClass::Ignored,
+            label: None,
+            detail: Some(detail),
+        };
+        self.ignored_lines.fetch_add(1, Ordering::Relaxed);
+        self.count_line(
+            &tr.method,
+            &tr.route,
+            DiscrepancyKind::NotCompared.as_str(),
+            "ignored",
+        );
+        let _ = self.writer.write(&line);
     }
 
     /// A cancel's copy is leaving for the candidate now; the primary's answer to it came
@@ -875,30 +885,14 @@ impl Flows {
         .collect();
         let sides = sides.join(" and ");
         let cid = tr.c.id.as_deref().unwrap_or("(none)");
-        let line = Discrepancy {
-            ts: SystemTime::now(),
-            method: tr.method.clone(),
-            route: tr.route.clone(),
-            flow_id: Some(pid.to_owned()),
-            kind: DiscrepancyKind::NotCompared,
-            path: String::new(),
-            primary: Value::String(pid.to_owned()),
-            candidate: tr.c.id.clone().map_or(Value::Null, Value::String),
-            signature: signature_text(&format!("flow poll-unauthorized {sides}")),
-            class: RecClass::Ignored,
-            label: None,
-            detail: Some(format!(
+        self.not_compared_line(
+            pid,
+            tr,
+            &format!("flow poll-unauthorized {sides}"),
+            format!(
                 "order {pid} on the primary, {cid} on the candidate: not completed by poll, the {sides} refused the state polls (401/403) with the credentials of the order's submit; flow not compared"
-            )),
-        };
-        self.ignored_lines.fetch_add(1, Ordering::Relaxed);
-        self.count_line(
-            &tr.method,
-            &tr.route,
-            DiscrepancyKind::NotCompared.as_str(),
-            "ignored",
+            ),
         );
-        let _ = self.writer.write(&line);
     }
 
     fn report(&self, pid: &str, tr: &Tracked, diffs: &[FlowDifference]) {
