@@ -26,10 +26,9 @@
 //! - **Sub-millisecond waits.** tokio's timer has 1 ms granularity, so a 200 µs delay would
 //!   become 1 ms. With `latency.spin` (the default) the timer is used up to 1 ms before the
 //!   deadline and the rest is spent yielding to the scheduler in a loop, at the price of CPU
-//!   while requests wait. A yield hands the thread to every other ready task first, so on a
-//!   busy runtime the loop noticed its deadline ~30 µs late (measured: 200 µs injected read
-//!   228 µs); the last [`FINAL_SPIN`] are therefore spun in place without yielding, which
-//!   blocks one worker for at most that long per delayed request.
+//!   while requests wait. (Spinning the last 40 µs in place instead of yielding was tried:
+//!   a 200 µs injection still read ~230 µs over the zero-latency service time, so the
+//!   excess is not the loop's, and the in-place spin's cost was not kept.)
 
 use std::io;
 use std::pin::Pin;
@@ -257,17 +256,10 @@ pub(crate) async fn wait(d: Duration, spin: bool) {
         tokio::time::sleep_until(deadline - coarse).await;
     }
     // Bounded by the deadline: each turn gives the scheduler back to other tasks.
-    while Instant::now() + FINAL_SPIN < deadline {
+    while Instant::now() < deadline {
         tokio::task::yield_now().await;
     }
-    // Bounded by FINAL_SPIN: the end of the wait must not depend on other tasks' turns.
-    while Instant::now() < deadline {
-        std::hint::spin_loop();
-    }
 }
-
-/// How much of a sub-millisecond wait ends in an in-place spin (see the module docs).
-const FINAL_SPIN: Duration = Duration::from_micros(40);
 
 /// Seeded garbage that cannot be mistaken for an HTTP answer.
 pub(crate) fn garbage_bytes(bytes: usize, noise: u64) -> Bytes {
