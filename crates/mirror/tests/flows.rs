@@ -118,6 +118,36 @@ fn lines(dir: &Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// A mirror from `primary` to `candidate` under `rules`, recording into a temporary run
+/// directory (the guard keeps it alive; the path is the run directory).
+async fn through_mirror(
+    primary: &SimServer,
+    candidate: &SimServer,
+    rules: shadowgate_diff::RuleSet,
+) -> (tempfile::TempDir, std::path::PathBuf, Mirror) {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let m = mirror(
+        &url(primary.local_addr()),
+        &url(candidate.local_addr()),
+        &out,
+        rules,
+        |_| {},
+    )
+    .await;
+    (dir, out, m)
+}
+
+/// A rules file shipped in `scenarios/`.
+fn shipped(name: &str) -> shadowgate_diff::RuleSet {
+    shadowgate_mirror::load_rules(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../scenarios")
+            .join(name),
+    )
+    .unwrap()
+}
+
 fn flow_kinds(s: &Summary) -> BTreeMap<String, u64> {
     s.flows.as_ref().unwrap().by_kind.clone()
 }
@@ -130,17 +160,8 @@ async fn seeded_divergence_is_found_with_the_injected_counts() {
         "[engine.divergence]\nreject_fraction = 0.02\nfill_price_fraction = 0.01\nfill_price_offset = 0.001\n",
     ))
     .await;
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("run");
     let rules = shadowgate_mirror::parse_rules(PY_FLOW_RULES, "flows.toml").unwrap();
-    let m = mirror(
-        &url(primary.local_addr()),
-        &url(candidate.local_addr()),
-        &out,
-        rules,
-        |_| {},
-    )
-    .await;
+    let (_dir, out, m) = through_mirror(&primary, &candidate, rules).await;
     let c = client();
     let n = 1000;
     let cancels = drive(&c, &url(m.local_addr()), "a-", n, 10, 16).await;
@@ -208,17 +229,8 @@ async fn identical_profiles_show_no_flow_discrepancy() {
     let _serial = SERIAL.lock().await;
     let primary = sim(&py_sim("")).await;
     let candidate = sim(&py_sim("")).await;
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("run");
     let rules = shadowgate_mirror::parse_rules(PY_FLOW_RULES, "flows.toml").unwrap();
-    let m = mirror(
-        &url(primary.local_addr()),
-        &url(candidate.local_addr()),
-        &out,
-        rules,
-        |_| {},
-    )
-    .await;
+    let (_dir, out, m) = through_mirror(&primary, &candidate, rules).await;
     let c = client();
     let n = 600;
     let cancels = drive(&c, &url(m.local_addr()), "b-", n, 3, 16).await;
@@ -245,20 +257,8 @@ async fn python_to_cpp_cancels_generated_ids_with_the_candidates_ids() {
     let candidate =
         sim("profile = \"cpp\"\nseed = 9\n[engine]\ntick = \"1h\"\n[auth]\nenabled = false\n")
             .await;
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("run");
-    let rules = shadowgate_mirror::load_rules(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scenarios/veloz.toml"),
-    )
-    .unwrap();
-    let m = mirror(
-        &url(primary.local_addr()),
-        &url(candidate.local_addr()),
-        &out,
-        rules,
-        |_| {},
-    )
-    .await;
+    let rules = shipped("veloz.toml");
+    let (_dir, out, m) = through_mirror(&primary, &candidate, rules).await;
     let c = client();
     let base = url(m.local_addr());
     let n = 30;
@@ -405,20 +405,11 @@ async fn dropped_fill_events_are_missing_on_candidate_exactly() {
         "[engine.divergence]\nreject_fraction = 0.02\nfill_price_fraction = 0.01\n[divergence]\ndropped_sse_fraction = 0.05\ndropped_sse_kinds = [\"fill\"]\n",
     ))
     .await;
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("run");
     // A flow whose fill event never comes is compared at its timeout (8 s: a busy machine
     // can hold the candidate's stream back for seconds, and a late fill is not a missing one).
     let text = format!("{PY_FLOW_RULES}\n{STREAM_RULES}");
     let rules = shadowgate_mirror::parse_rules(&text, "flows.toml").unwrap();
-    let m = mirror(
-        &url(primary.local_addr()),
-        &url(candidate.local_addr()),
-        &out,
-        rules,
-        |_| {},
-    )
-    .await;
+    let (_dir, out, m) = through_mirror(&primary, &candidate, rules).await;
     let c = client();
     let base = url(m.local_addr());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -475,20 +466,8 @@ async fn cpp_to_cpp_rewrites_path_ids_and_shows_no_flow_regression() {
     let cpp = "profile = \"cpp\"\nseed = 3\n[engine]\ntick = \"1h\"\n[auth]\nenabled = false\n";
     let primary = sim(cpp).await;
     let candidate = sim(cpp).await;
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("run");
-    let rules = shadowgate_mirror::load_rules(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scenarios/veloz-cpp.toml"),
-    )
-    .unwrap();
-    let m = mirror(
-        &url(primary.local_addr()),
-        &url(candidate.local_addr()),
-        &out,
-        rules,
-        |_| {},
-    )
-    .await;
+    let rules = shipped("veloz-cpp.toml");
+    let (_dir, _out, m) = through_mirror(&primary, &candidate, rules).await;
     let c = client();
     let base = url(m.local_addr());
     let n = 20;
@@ -596,11 +575,7 @@ async fn polls_carry_the_submitters_token_when_auth_is_on() {
     let bearer = format!("Bearer {token}");
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run");
-    let rules = shadowgate_mirror::load_rules(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scenarios/veloz.toml"),
-    )
-    .unwrap();
-    let m = mirror(&p_url, &c_url, &out, rules, |_| {}).await;
+    let m = mirror(&p_url, &c_url, &out, shipped("veloz.toml"), |_| {}).await;
     let base = url(m.local_addr());
     let n = 24u64;
     let headers = [
@@ -842,20 +817,8 @@ async fn cpp_bulk_cancel_rewrites_every_id() {
     let cpp = "profile = \"cpp\"\nseed = 3\n[engine]\ntick = \"1h\"\nfill_delay = \"60s\"\n[auth]\nenabled = false\n";
     let primary = sim(cpp).await;
     let candidate = sim(cpp).await;
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("run");
-    let rules = shadowgate_mirror::load_rules(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scenarios/veloz-cpp.toml"),
-    )
-    .unwrap();
-    let m = mirror(
-        &url(primary.local_addr()),
-        &url(candidate.local_addr()),
-        &out,
-        rules,
-        |_| {},
-    )
-    .await;
+    let rules = shipped("veloz-cpp.toml");
+    let (_dir, out, m) = through_mirror(&primary, &candidate, rules).await;
     let c = client();
     let base = url(m.local_addr());
     let n = 9u64;
@@ -939,18 +902,9 @@ async fn cancel_fill_race_run(
     };
     let primary = sim(&engine(primary_fill)).await;
     let candidate = sim(&engine(candidate_fill)).await;
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("run");
     let text = format!("{PY_FLOW_RULES}\n{STREAM_RULES}");
     let rules = shadowgate_mirror::parse_rules(&text, "flows.toml").unwrap();
-    let m = mirror(
-        &url(primary.local_addr()),
-        &url(candidate.local_addr()),
-        &out,
-        rules,
-        |_| {},
-    )
-    .await;
+    let (_dir, out, m) = through_mirror(&primary, &candidate, rules).await;
     let c = client();
     let base = url(m.local_addr());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
