@@ -9,6 +9,10 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use serde_json::json;
 use shadowgate_diff::{Comparer, Comparison, Exchange, RawRuleSet, Response, RuleSet};
 
+#[path = "../tests/golden/bodies.rs"]
+mod bodies;
+use bodies::{cpp_orders, py_orders};
+
 const PY_HEADERS: &[(&str, &[u8])] = &[
     ("Server", b"SimpleHTTP/0.6 Python/3.11.4"),
     ("Date", b"Thu, 01 Jan 2026 00:00:00 GMT"),
@@ -20,38 +24,6 @@ const CPP_HEADERS: &[(&str, &[u8])] = &[
     ("Content-Type", b"application/json; charset=utf-8"),
     ("Content-Length", b"1100"),
 ];
-
-/// PY `/api/orders_state`: `{"items": [OrderState]}` with Python's `json.dumps` spacing.
-fn py_orders(n: usize) -> String {
-    let items: Vec<String> = (0..n)
-        .map(|i| {
-            format!(
-                r#"{{"client_order_id": "web-17672256000{i:02}", "symbol": "BTCUSDT", "side": "{side}", "order_qty": 0.0{q}, "limit_price": {p}.0, "venue_order_id": "sim-{i}", "status": "ACCEPTED", "reason": null, "executed_qty": 0.0, "avg_price": null, "last_ts_ns": 17672256001234{i:05}}}"#,
-                side = if i % 2 == 0 { "BUY" } else { "SELL" },
-                q = i + 1,
-                p = 42000 + i * 10,
-            )
-        })
-        .collect();
-    format!(r#"{{"items": [{}]}}"#, items.join(", "))
-}
-
-/// CPP `/api/orders`: `{"status":"success","data":[order]}`, compact, hash-map order, renamed
-/// fields, lower-case side, `""` for absent strings, its own timestamps.
-fn cpp_orders(n: usize) -> String {
-    let items: Vec<String> = (0..n)
-        .rev()
-        .map(|i| {
-            format!(
-                r#"{{"client_order_id":"web-17672256000{i:02}","symbol":"BTCUSDT","side":"{side}","qty":0.0{q},"price":{p},"executed_qty":0,"avg_price":null,"status":"ACCEPTED","venue_order_id":"sim-{i}","reason":"","last_update_ns":17672256009999{i:05},"created_ns":17672256009999{i:05}}}"#,
-                side = if i % 2 == 0 { "buy" } else { "sell" },
-                q = i + 1,
-                p = 42000 + i * 10,
-            )
-        })
-        .collect();
-    format!(r#"{{"status":"success","data":[{}]}}"#, items.join(","))
-}
 
 fn veloz_rules() -> RuleSet {
     let raw: RawRuleSet = serde_json::from_value(json!({

@@ -17,6 +17,10 @@ use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 use shadowgate_diff::{Comparer, Comparison, Exchange, RawRuleSet, Response, RuleSet};
 
+#[path = "golden/bodies.rs"]
+mod bodies;
+use bodies::{cpp_orders, py_orders};
+
 const GOLDEN: &str = "tests/golden/compare.txt";
 
 /// A small deterministic generator (xorshift64*), so the corpus is the same everywhere.
@@ -37,35 +41,6 @@ impl Rng {
     fn chance(&mut self, percent: u64) -> bool {
         self.next() % 100 < percent
     }
-}
-
-fn py_orders(n: usize) -> String {
-    let items: Vec<String> = (0..n)
-        .map(|i| {
-            format!(
-                r#"{{"client_order_id": "web-17672256000{i:02}", "symbol": "BTCUSDT", "side": "{side}", "order_qty": 0.0{q}, "limit_price": {p}.0, "venue_order_id": "sim-{i}", "status": "ACCEPTED", "reason": null, "executed_qty": 0.0, "avg_price": null, "last_ts_ns": 17672256001234{i:05}}}"#,
-                side = if i % 2 == 0 { "BUY" } else { "SELL" },
-                q = i + 1,
-                p = 42000 + i * 10,
-            )
-        })
-        .collect();
-    format!(r#"{{"items": [{}]}}"#, items.join(", "))
-}
-
-fn cpp_orders(n: usize) -> String {
-    let items: Vec<String> = (0..n)
-        .rev()
-        .map(|i| {
-            format!(
-                r#"{{"client_order_id":"web-17672256000{i:02}","symbol":"BTCUSDT","side":"{side}","qty":0.0{q},"price":{p},"executed_qty":0,"avg_price":null,"status":"ACCEPTED","venue_order_id":"sim-{i}","reason":"","last_update_ns":17672256009999{i:05},"created_ns":17672256009999{i:05}}}"#,
-                side = if i % 2 == 0 { "buy" } else { "sell" },
-                q = i + 1,
-                p = 42000 + i * 10,
-            )
-        })
-        .collect();
-    format!(r#"{{"status":"success","data":[{}]}}"#, items.join(","))
 }
 
 const MARKET_PY: &str = r#"{"symbol": "BTCUSDT", "price": 42012.5, "ts_ns": 1767225600123456789}"#;
