@@ -6,7 +6,7 @@
 //! allocations and Goose's millisecond timing cost more than the 150 µs the gate measures.
 
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{HeaderValue, Request, Uri};
@@ -16,6 +16,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
 use crate::error::LoadError;
+use crate::rxstamp::{Arrival, StampedStream};
 
 /// A parsed and resolved target.
 #[derive(Debug, Clone)]
@@ -147,6 +148,10 @@ pub struct Conn {
     sender: Option<SendRequest<Full<Bytes>>>,
     /// Connections opened (the first one included).
     pub connects: u64,
+    /// The kernel's receive stamp of the last segment read (module `rxstamp`).
+    arrival: Arrival,
+    /// Whether the current connection's reads carry kernel stamps.
+    stamping: bool,
 }
 
 /// An answer: status and, when asked for, the body.
@@ -176,6 +181,8 @@ impl Conn {
         };
         // Requests are small and latency-bound: never wait for Nagle.
         let _ = stream.set_nodelay(true);
+        let stream = StampedStream::new(stream, self.arrival.clone());
+        self.stamping = stream.stamping();
         let (sender, connection) = hyper::client::conn::http1::Builder::new()
             .handshake(TokioIo::new(stream))
             .await
@@ -188,6 +195,16 @@ impl Conn {
         self.sender = Some(sender);
         self.connects += 1;
         Ok(())
+    }
+
+    /// When the last answer arrived on this host (the kernel's receive stamp of its last
+    /// segment), given the user-space time `read_at` it was read; `None` without a stamp.
+    pub fn arrived(&self, read_at: Instant) -> Option<Instant> {
+        if self.stamping {
+            self.arrival.instant(read_at)
+        } else {
+            None
+        }
     }
 
     /// Forgets the connection (after a timeout, when its state is unknown).
@@ -216,6 +233,7 @@ impl Conn {
         let Some(sender) = self.sender.as_mut() else {
             return Err(Failure::Connect);
         };
+        self.arrival.clear();
         let resp = match sender.send_request(req).await {
             Ok(r) => r,
             Err(e) => {

@@ -24,6 +24,11 @@
 //!   time (from the actual send) is kept beside it as `;service`. Values are ns in HDR
 //!   histograms (3 digits), per route, recorded into per-user shards of the run's
 //!   [`shadowgate_record::LatencyRecorder`]: no lock per request.
+//! - **An answer is complete when its last segment reached this host**: the kernel's receive
+//!   timestamp (`SO_TIMESTAMPNS`, [`rxstamp`]), not when the generator's thread woke up to read
+//!   it. On a VM with halting idle vCPUs that wake-up grows with the wait (~30 µs for a 200 µs
+//!   answer on the development box): it is the generator's cost, recorded as `receive_delay`
+//!   in the manifest and kept out of the gateway's figures.
 //! - **Goose sees the same timings** through `record_custom_request_duration` (µs precision),
 //!   so its report agrees with ours; our histograms are the source of truth (Goose's report
 //!   rounds and holds one of the two timings), and the achieved rate is computed over our own
@@ -66,6 +71,7 @@ pub mod null_server;
 pub mod pacer;
 pub mod progress;
 pub mod run;
+pub mod rxstamp;
 pub mod scenario;
 pub mod schedule;
 pub mod template;

@@ -238,6 +238,12 @@ pub struct LoadSummary {
     pub send_lateness: Option<Percentiles>,
     /// The pacer's hand-off − intended time.
     pub pacer_lateness: Option<Percentiles>,
+    /// How long after the kernel's receive stamp the generator read an answer (its own
+    /// wake-up and parsing, excluded from the figures above).
+    pub receive_delay: Option<Percentiles>,
+    /// Share of measured answers timed by the kernel's receive stamp (the rest by the time
+    /// they were read: 1.0 on Linux).
+    pub kernel_stamped_share: f64,
     pub generator_limited: bool,
     pub generator_limited_reasons: Vec<String>,
     pub routes: Vec<RouteSummary>,
@@ -309,6 +315,10 @@ impl LoadSummary {
         out.push_str(&format!(
             "  send lateness:              {}\n",
             p(&self.send_lateness)
+        ));
+        out.push_str(&format!(
+            "  read after arrival:         {}\n",
+            p(&self.receive_delay)
         ));
         if let Some(c) = &self.calibration {
             out.push_str(&format!(
@@ -794,6 +804,7 @@ async fn run_phase(input: PhaseInput) -> Result<LoadSummary, LoadError> {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         Totals {
             lateness: t.lateness.clone(),
+            receive_delay: t.receive_delay.clone(),
             ..*t
         }
     };
@@ -987,6 +998,8 @@ fn summarize(input: &PhaseInput, run: &Run, si: SummaryInputs) -> LoadSummary {
         service: Percentiles::of(&service),
         send_lateness,
         pacer_lateness,
+        receive_delay: Percentiles::of(&si.totals.receive_delay),
+        kernel_stamped_share: si.totals.stamped as f64 / si.totals.sent[1].max(1) as f64,
         generator_limited: !reasons.is_empty(),
         generator_limited_reasons: reasons,
         routes,
@@ -1008,7 +1021,9 @@ fn summarize(input: &PhaseInput, run: &Run, si: SummaryInputs) -> LoadSummary {
         timer_slack_set: si.pacer.timer_slack_set,
         measurement: "open model: intended send times fixed by a pacer thread; latency (no tag \
                       suffix) from the intended send time, corrected for coordinated omission; \
-                      `;service` from the actual send time; ns HDR histograms, 3 digits"
+                      `;service` from the actual send time; an answer is complete at the kernel's receive \
+                      timestamp of its last segment (SO_TIMESTAMPNS), so the generator's own \
+                      wake-up is not charged to the gateway; ns HDR histograms, 3 digits"
             .to_owned(),
     }
 }

@@ -14,6 +14,10 @@
 //!   request it delayed (coordinated-omission corrected);
 //! - service = answer complete − actual send time (the `;service` series);
 //! - send lateness = actual − intended send time.
+//!
+//! "Answer complete" is the kernel's receive timestamp of the answer's last segment (module
+//! `rxstamp`), not the time this thread woke up to read it; the difference is recorded as the
+//! run's receive delay.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -62,6 +66,10 @@ pub(crate) struct Totals {
     pub lateness: Histogram<u64>,
     /// Service time of measured requests, ns (for the connection-capacity hint).
     pub service_sum_ns: u128,
+    /// Measured answers timed by the kernel's receive stamp, and how long after that stamp
+    /// this generator read them, ns (its own wake-up and parsing: not charged to the gateway).
+    pub stamped: u64,
+    pub receive_delay: Histogram<u64>,
     /// Requests sent, by phase of their ticket: warm-up, measured, tail.
     pub sent: [u64; 3],
     /// Requests whose actual send time fell inside the measured window (any phase).
@@ -83,6 +91,8 @@ impl Totals {
         Totals {
             lateness: new_histogram(),
             service_sum_ns: 0,
+            stamped: 0,
+            receive_delay: new_histogram(),
             sent: [0; 3],
             sent_in_window: 0,
             failed: 0,
@@ -98,6 +108,8 @@ impl Totals {
         // Same bounds on both sides: cannot fail.
         let _ = self.lateness.add(&o.lateness);
         self.service_sum_ns += o.service_sum_ns;
+        self.stamped += o.stamped;
+        let _ = self.receive_delay.add(&o.receive_delay);
         for i in 0..3 {
             self.sent[i] += o.sent[i];
         }
@@ -397,7 +409,14 @@ impl Worker {
                 }
             }
         };
-        let done = Instant::now();
+        // The answer was complete when its last segment reached this host (the kernel's
+        // stamp), not when this thread woke up to read it (module `rxstamp`).
+        let read_at = Instant::now();
+        let arrived = match &result {
+            Ok(_) => self.conn.arrived(read_at).filter(|t| *t >= actual),
+            Err(_) => None,
+        };
+        let done = arrived.unwrap_or(read_at);
         self.totals.sent[phase_index(phase)] += 1;
         self.live_sent += 1;
         if let Some((start, end)) = shared.window()
@@ -436,6 +455,12 @@ impl Worker {
                 .lateness
                 .saturating_record(nanos(actual.saturating_duration_since(intended)).max(1));
             self.totals.service_sum_ns += u128::from(service_ns);
+            if arrived.is_some() {
+                self.totals.stamped += 1;
+                self.totals
+                    .receive_delay
+                    .saturating_record(nanos(read_at.saturating_duration_since(done)).max(1));
+            }
             self.live.saturating_record(resp_ns.max(1));
             if !success {
                 self.live_errors += 1;
@@ -444,14 +469,14 @@ impl Worker {
                 }
             }
         }
-        self.maybe_flush_live(done);
+        self.maybe_flush_live(read_at);
 
         // The flow continues only after a successful answer.
         if has_next {
             match (&result, success) {
                 (Ok(answer), true) => match extract(&cs.step, answer.body.as_deref(), extracted) {
                     Some(values) => self.pending.push(Pending {
-                        due: done + ce.steps[step + 1].step.delay,
+                        due: read_at + ce.steps[step + 1].step.delay,
                         entry,
                         step: step + 1,
                         seq,
