@@ -10,7 +10,7 @@ use similar::{Algorithm, DiffTag, capture_diff_slices};
 use crate::doc::{Arena, Doc, Entry, Node, SMALL_OBJECT, same_text};
 use crate::labels::{Label, label_pair};
 use crate::normalize::KeySpec;
-use crate::pointer::{Seg, escape_into, write_pointer};
+use crate::pointer::{PathPattern, Seg, escape_into, write_pointer};
 use crate::redact::Redactor;
 use crate::route::generalize_path;
 use crate::rules::{ArrayMode, CompareRules, Limits, RuleSet};
@@ -252,6 +252,59 @@ pub struct Comparer {
     signatures: Vec<(u64, Kind, String, Signature)>,
     /// Buffers of keyed-array matching.
     keyed: KeyedScratch,
+    /// What the last comparison's body differences learnt from their path shapes (slots
+    /// reused; emptied at the start of each comparison).
+    sites: Vec<Site>,
+}
+
+/// What the shape of a body difference's path decides on its own — pattern, signature,
+/// class from the ignore and noise patterns, secrecy — kept for the alike differences that
+/// follow in the same comparison (the same field in every element of a list). Kept only for
+/// the length of one comparison, so it can never outlive the rules it was computed under.
+#[derive(Debug)]
+struct Site {
+    kind: Kind,
+    /// Per path segment: [`INDEX_SEG`] for an array index, else the key's length; the keys
+    /// themselves are in `pattern`, verbatim (a path whose keys need escaping is not kept).
+    segs: Vec<u32>,
+    pattern: String,
+    signature: Signature,
+    /// The class the ignore and noise patterns give (used only when no pattern names an
+    /// array index, so the class cannot depend on the indices).
+    class: Class,
+    /// A key on the path is a secret field.
+    secret: bool,
+}
+
+/// [`Site::segs`] for an array index (no key is 4 GiB long).
+const INDEX_SEG: u32 = u32::MAX;
+
+/// How many sites one comparison keeps: beyond that, differences are built without.
+const MAX_SITES: usize = 16;
+
+impl Site {
+    /// Whether `path` has exactly this site's shape: the same keys at the same depths and
+    /// array indices (any) at the same depths.
+    fn matches(&self, kind: Kind, path: &[Seg<'_>]) -> bool {
+        if self.kind != kind || self.segs.len() != path.len() {
+            return false;
+        }
+        let mut at = 0;
+        for (&len, seg) in self.segs.iter().zip(path) {
+            match *seg {
+                Seg::Index(_) if len == INDEX_SEG => at += 2,
+                Seg::Key(k) if len as usize == k.len() => {
+                    let end = at + 1 + k.len();
+                    match self.pattern.get(at + 1..end) {
+                        Some(text) if same_text(text, k) => at = end,
+                        _ => return false,
+                    }
+                }
+                _ => return false,
+            }
+        }
+        true
+    }
 }
 
 /// Reused buffers of [`Walk::keyed`] (a nested keyed array finds them taken and allocates).
@@ -307,6 +360,14 @@ impl Comparer {
             pool: &mut self.pool,
             signatures: &mut self.signatures,
             keyed: &mut self.keyed,
+            sites: &mut self.sites,
+            sites_used: 0,
+            shape_classes: !route
+                .compare
+                .ignore
+                .iter()
+                .chain(&route.compare.noise)
+                .any(PathPattern::names_an_index),
         };
         sink.status(exchange.primary.status, exchange.candidate.status);
         sink.headers(exchange.primary.headers, exchange.candidate.headers);
@@ -334,6 +395,12 @@ struct Sink<'r, 'o> {
     pool: &'o mut Vec<Difference>,
     signatures: &'o mut Vec<(u64, Kind, String, Signature)>,
     keyed: &'o mut KeyedScratch,
+    /// This comparison's sites (`..sites_used`), then spare slots.
+    sites: &'o mut Vec<Site>,
+    sites_used: usize,
+    /// No ignore or noise pattern names an array index, so a site's class holds for every
+    /// path of its shape.
+    shape_classes: bool,
 }
 
 /// A parsed body.
@@ -494,14 +561,7 @@ impl Sink<'_, '_> {
         d.class = class;
         d.label = label;
         d.signature = signature;
-        match (detail, &mut d.detail) {
-            (None, slot) => *slot = None,
-            (Some(text), Some(buf)) => {
-                buf.clear();
-                buf.push_str(text);
-            }
-            (Some(text), slot) => *slot = Some(text.to_owned()),
-        }
+        set_detail(&mut d.detail, detail);
     }
 
     fn status(&mut self, p: u16, c: u16) {
@@ -599,7 +659,8 @@ impl Sink<'_, '_> {
         c: Option<Value>,
         detail: Option<&str>,
     ) {
-        let class = self.body_class(path);
+        let i = self.next_slot();
+        let (class, secret, signature) = self.site(i, path, kind);
         let label = match (kind, &p, &c) {
             (Kind::Value, Some(p), Some(c)) if self.rules.labels => {
                 label_pair(last_key(path), p, c)
@@ -607,9 +668,6 @@ impl Sink<'_, '_> {
             _ => None,
         };
         let class = self.label_class(class, label);
-        let secret = path
-            .iter()
-            .any(|s| matches!(s, Seg::Key(k) if self.redactor.is_secret_field(k)));
         let prepare = |v: Option<Value>| {
             let mut v = v.unwrap_or(Value::Null);
             if secret {
@@ -620,11 +678,79 @@ impl Sink<'_, '_> {
             v
         };
         let (pv, cv) = (prepare(p), prepare(c));
-        let i = self.next_slot();
         let d = &mut self.diffs[i];
         write_pointer(&mut d.path, path, false);
-        write_pointer(&mut d.pattern, path, true);
-        self.fill(i, kind, class, label, pv, cv, detail);
+        d.kind = kind;
+        d.primary = pv;
+        d.candidate = cv;
+        d.class = class;
+        d.label = label;
+        d.signature = signature;
+        set_detail(&mut d.detail, detail);
+    }
+
+    /// Writes the pattern of a body difference at `path` into difference `i` and returns its
+    /// class (before labels), whether a key on the path is secret, and its signature: from
+    /// this comparison's sites when an alike difference came before, else computed (and
+    /// kept).
+    fn site(&mut self, i: usize, path: &[Seg<'_>], kind: Kind) -> (Class, bool, Signature) {
+        if let Some(site) = self.sites[..self.sites_used]
+            .iter()
+            .find(|s| s.matches(kind, path))
+        {
+            let d = &mut self.diffs[i];
+            d.pattern.clear();
+            d.pattern.push_str(&site.pattern);
+            let class = if self.shape_classes {
+                site.class
+            } else {
+                self.body_class(path)
+            };
+            return (class, site.secret, site.signature);
+        }
+        let mut pattern = std::mem::take(&mut self.diffs[i].pattern);
+        write_pointer(&mut pattern, path, true);
+        let class = self.body_class(path);
+        let secret = path
+            .iter()
+            .any(|s| matches!(s, Seg::Key(k) if self.redactor.is_secret_field(k)));
+        let signature = self.signature(&pattern, kind);
+        // Escaping only lengthens a key, so an unchanged length means every key is verbatim.
+        let verbatim = pattern.len()
+            == path
+                .iter()
+                .map(|s| match s {
+                    Seg::Key(k) => 1 + k.len(),
+                    Seg::Index(_) => 2,
+                })
+                .sum::<usize>();
+        if verbatim && self.sites_used < MAX_SITES {
+            if self.sites_used == self.sites.len() {
+                self.sites.push(Site {
+                    kind,
+                    segs: Vec::new(),
+                    pattern: String::new(),
+                    signature,
+                    class,
+                    secret,
+                });
+            }
+            let site = &mut self.sites[self.sites_used];
+            site.kind = kind;
+            site.segs.clear();
+            site.segs.extend(path.iter().map(|s| match s {
+                Seg::Key(k) => u32::try_from(k.len()).unwrap_or(INDEX_SEG - 1),
+                Seg::Index(_) => INDEX_SEG,
+            }));
+            site.pattern.clear();
+            site.pattern.push_str(&pattern);
+            site.signature = signature;
+            site.class = class;
+            site.secret = secret;
+            self.sites_used += 1;
+        }
+        self.diffs[i].pattern = pattern;
+        (class, secret, signature)
     }
 
     /// A whole-body difference that is not a JSON walk (text, size, JSON vs text).
@@ -769,6 +895,18 @@ fn describe(body: &Body<'_>) -> String {
         }
         Body::Text(_) => "text".to_owned(),
         Body::Binary(_) => "binary".to_owned(),
+    }
+}
+
+/// Sets a difference's `detail`, reusing the buffer it had.
+fn set_detail(slot: &mut Option<String>, detail: Option<&str>) {
+    match (detail, slot) {
+        (None, slot) => *slot = None,
+        (Some(text), Some(buf)) => {
+            buf.clear();
+            buf.push_str(text);
+        }
+        (Some(text), slot) => *slot = Some(text.to_owned()),
     }
 }
 
@@ -1766,6 +1904,70 @@ mod tests {
             },
         };
         assert_eq!(kinds(&compare(&r, &ex)), vec![("".into(), Kind::Size)]);
+    }
+
+    /// Differences of one comparison share what their path shape decides (pattern, class,
+    /// secrecy, signature); a site must never be taken for a path of another shape.
+    #[test]
+    fn alike_differences_share_only_what_their_shape_decides() {
+        // An ignore pattern naming an index: the class depends on the index, not the shape.
+        let r = rules(json!({"defaults": {"ignore": ["/0/x"], "noise": ["/2"]}}));
+        let c = run(
+            &r,
+            json!([{"x": 1}, {"x": 1}, {"x": 1}]),
+            json!([{"x": 2}, {"x": 2}, {"x": 2}]),
+        );
+        let classes: Vec<(&str, &str, Class)> = c
+            .differences
+            .iter()
+            .map(|d| (d.path.as_str(), d.pattern.as_str(), d.class))
+            .collect();
+        assert_eq!(
+            classes,
+            vec![
+                ("/0/x", "/*/x", Class::Ignored),
+                ("/1/x", "/*/x", Class::Regression),
+                ("/2/x", "/*/x", Class::Noise)
+            ]
+        );
+        assert!(
+            c.differences
+                .windows(2)
+                .all(|w| w[0].signature == w[1].signature)
+        );
+        // A key written `*` and an array index share a pattern but not a shape: only the key
+        // is a secret field here.
+        let r = rules(json!({"redact": {"fields": ["*"]}}));
+        let c = run(&r, json!([[1], {"*": 1}]), json!([[2], {"*": 2}]));
+        assert_eq!(c.differences[0].path, "/0/0");
+        assert_eq!(c.differences[1].path, "/1/*");
+        assert_eq!(c.differences[0].pattern, c.differences[1].pattern);
+        assert_eq!(c.differences[0].primary, json!(1));
+        assert_eq!(
+            c.differences[1].primary,
+            json!(redaction_token(b"1")),
+            "{c:?}"
+        );
+        // Keys that need escaping are written escaped, every time.
+        let c = run(
+            &RuleSet::default(),
+            json!([{"a/b": 1, "a~1b": 1}, {"a/b": 1, "a~1b": 1}]),
+            json!([{"a/b": 2, "a~1b": 2}, {"a/b": 2, "a~1b": 2}]),
+        );
+        let paths: Vec<(&str, &str)> = c
+            .differences
+            .iter()
+            .map(|d| (d.path.as_str(), d.pattern.as_str()))
+            .collect();
+        assert_eq!(
+            paths,
+            vec![
+                ("/0/a~1b", "/*/a~1b"),
+                ("/0/a~01b", "/*/a~01b"),
+                ("/1/a~1b", "/*/a~1b"),
+                ("/1/a~01b", "/*/a~01b")
+            ]
+        );
     }
 
     #[test]

@@ -49,6 +49,11 @@ pub(crate) fn write_pointer(out: &mut String, path: &[Seg<'_>], generalize: bool
 
 /// Appends a decimal number without going through `format!` (hot path).
 pub(crate) fn push_usize(out: &mut String, mut n: usize) {
+    if n < 10 {
+        // n < 10, so the cast cannot truncate.
+        out.push(char::from(b'0' + n as u8));
+        return;
+    }
     let mut buf = [0u8; 20];
     let mut at = buf.len();
     loop {
@@ -60,9 +65,8 @@ pub(crate) fn push_usize(out: &mut String, mut n: usize) {
             break;
         }
     }
-    for &b in &buf[at..] {
-        out.push(char::from(b));
-    }
+    // Only ASCII digits were written, so this is valid UTF-8 and the fallback never runs.
+    out.push_str(std::str::from_utf8(&buf[at..]).unwrap_or_default());
 }
 
 /// Splits a JSON Pointer into unescaped segments. `""` gives no segments.
@@ -269,6 +273,14 @@ impl PathPattern {
             segs: parent.to_vec(),
         };
         Some((parent, text.clone()))
+    }
+
+    /// Whether a literal segment can match an array index (`/items/0`): then what the pattern
+    /// matches depends on the indices on a path, not only on its keys and shape.
+    pub(crate) fn names_an_index(&self) -> bool {
+        self.segs
+            .iter()
+            .any(|s| matches!(s, PatSeg::Lit { index: Some(_), .. }))
     }
 
     /// Whether the pattern matches exactly this path.
