@@ -400,6 +400,7 @@ impl Worker {
         let thread = std::thread::Builder::new()
             .name(format!("mirror-worker-{index}"))
             .spawn(move || {
+                crate::upstream::enter_worker(index);
                 runtime.block_on(async move {
                     match TcpListener::from_std(listener) {
                         Ok(l) => accept_loop(l, shared, shutdown, grace).await,
