@@ -69,6 +69,7 @@ pub mod client;
 pub mod error;
 pub mod null_server;
 pub mod pacer;
+pub mod priority;
 pub mod progress;
 pub mod run;
 pub mod rxstamp;

@@ -84,6 +84,8 @@ pub struct PacerStats {
     pub lateness: Histogram<u64>,
     /// Whether the 1 ns timer slack could be set.
     pub timer_slack_set: bool,
+    /// The pacer thread's scheduling (module `priority`).
+    pub scheduling: String,
 }
 
 impl PacerStats {
@@ -93,6 +95,7 @@ impl PacerStats {
             dropped: [0; 3],
             lateness: new_histogram(),
             timer_slack_set: false,
+            scheduling: String::new(),
         }
     }
 }
@@ -134,13 +137,14 @@ impl Pacer {
         schedule: Schedule,
         phases: Phases,
         tx: flume::Sender<Ticket>,
+        realtime: bool,
     ) -> Result<Pacer, LoadError> {
         let stop = Arc::new(AtomicBool::new(false));
         let (start, start_rx) = mpsc::channel();
         let flag = Arc::clone(&stop);
         let join = std::thread::Builder::new()
             .name("shadowgate-pacer".to_owned())
-            .spawn(move || run(schedule, phases, tx, start_rx, &flag))
+            .spawn(move || run(schedule, phases, tx, start_rx, &flag, realtime))
             .map_err(|source| LoadError::Start {
                 what: "the pacer thread",
                 source,
@@ -189,9 +193,16 @@ fn run(
     tx: flume::Sender<Ticket>,
     start: mpsc::Receiver<Instant>,
     stop: &AtomicBool,
+    realtime: bool,
 ) -> PacerStats {
     let mut stats = PacerStats::new();
     stats.timer_slack_set = set_timer_slack();
+    let outcome = if realtime {
+        crate::priority::make_current_thread_realtime()
+    } else {
+        Ok(())
+    };
+    stats.scheduling = crate::priority::describe(realtime, &outcome);
     let t0 = loop {
         match start.recv_timeout(MAX_SLEEP) {
             Ok(t0) => break t0,
@@ -276,7 +287,7 @@ mod tests {
             feed_until: Duration::from_secs(3600),
         };
         let (tx, rx) = flume::bounded(10_000);
-        let pacer = Pacer::spawn(schedule, phases, tx).unwrap();
+        let pacer = Pacer::spawn(schedule, phases, tx, false).unwrap();
         let t0 = Instant::now();
         pacer.start(t0);
         let mut got = Vec::new();
@@ -318,7 +329,7 @@ mod tests {
             feed_until: Duration::from_millis(20),
         };
         let (tx, rx) = flume::bounded(1000);
-        let pacer = Pacer::spawn(schedule, phases, tx).unwrap();
+        let pacer = Pacer::spawn(schedule, phases, tx, false).unwrap();
         pacer.start(Instant::now());
         let mut n = 0;
         // Bounded by the 20 ms schedule: the queue closes after 20 tickets.
@@ -346,7 +357,7 @@ mod tests {
             feed_until: Duration::from_secs(3600),
         };
         let (tx, rx) = flume::bounded(10);
-        let pacer = Pacer::spawn(schedule, phases, tx).unwrap();
+        let pacer = Pacer::spawn(schedule, phases, tx, false).unwrap();
         pacer.start(Instant::now());
         std::thread::sleep(Duration::from_millis(50));
         let stats = pacer.stop();
@@ -377,7 +388,7 @@ mod tests {
             feed_until: Duration::from_secs(1),
         };
         let (tx, _rx) = flume::bounded(1);
-        let stats = Pacer::spawn(schedule, phases, tx).unwrap().stop();
+        let stats = Pacer::spawn(schedule, phases, tx, false).unwrap().stop();
         assert_eq!(stats.issued, [0, 0, 0]);
     }
 }

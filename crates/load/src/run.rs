@@ -259,6 +259,10 @@ pub struct LoadSummary {
     pub sse: Option<SseSummary>,
     pub calibration: Option<Calibration>,
     pub timer_slack_set: bool,
+    /// `[generator] realtime` and what the pacer and runtime threads got (module `priority`).
+    pub realtime: String,
+    pub pacer_scheduling: String,
+    pub runtime_scheduling: String,
     pub measurement: String,
 }
 
@@ -319,6 +323,10 @@ impl LoadSummary {
         out.push_str(&format!(
             "  read after arrival:         {}\n",
             p(&self.receive_delay)
+        ));
+        out.push_str(&format!(
+            "  scheduling: pacer {}; runtime {}\n",
+            self.pacer_scheduling, self.runtime_scheduling
         ));
         if let Some(c) = &self.calibration {
             out.push_str(&format!(
@@ -590,19 +598,39 @@ struct PhaseInput {
 /// stay on the caller's runtime.
 async fn run_phase_dedicated(input: PhaseInput) -> Result<LoadSummary, LoadError> {
     let threads = input.scenario.limits.threads;
+    let realtime_all = input.scenario.limits.realtime == crate::priority::Realtime::All;
     let (tx, rx) = tokio::sync::oneshot::channel();
     let join = std::thread::Builder::new()
         .name("shadowgate-load".to_owned())
         .spawn(move || {
+            // `[generator] realtime = "all"`: every runtime thread asks for SCHED_FIFO; the
+            // first refusal is what the manifest shows.
+            let refused: Arc<Mutex<Option<String>>> = Arc::default();
+            let make_rt = {
+                let refused = Arc::clone(&refused);
+                move || {
+                    if let Err(e) = crate::priority::make_current_thread_realtime() {
+                        refused
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .get_or_insert(e);
+                    }
+                }
+            };
             let rt = if threads <= 1 {
+                if realtime_all {
+                    make_rt();
+                }
                 tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
             } else {
-                tokio::runtime::Builder::new_multi_thread()
-                    .worker_threads(threads)
-                    .enable_all()
-                    .build()
+                let mut b = tokio::runtime::Builder::new_multi_thread();
+                b.worker_threads(threads).enable_all();
+                if realtime_all {
+                    b.on_thread_start(make_rt);
+                }
+                b.build()
             };
             let result = match rt {
                 Ok(rt) => rt.block_on(run_phase(input)),
@@ -611,6 +639,15 @@ async fn run_phase_dedicated(input: PhaseInput) -> Result<LoadSummary, LoadError
                     source,
                 }),
             };
+            let result = result.map(|mut summary| {
+                let outcome = refused
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .take()
+                    .map_or(Ok(()), Err);
+                summary.runtime_scheduling = crate::priority::describe(realtime_all, &outcome);
+                summary
+            });
             let _ = tx.send(result);
         })
         .map_err(|source| LoadError::Start {
@@ -690,7 +727,12 @@ async fn run_phase(input: PhaseInput) -> Result<LoadSummary, LoadError> {
         phase: f64::from(shard.index) / f64::from(shard.count),
         seed: seed.wrapping_add(u64::from(shard.index)),
     };
-    let pacer = Pacer::spawn(schedule, phases, tx)?;
+    let pacer = Pacer::spawn(
+        schedule,
+        phases,
+        tx,
+        s.limits.realtime != crate::priority::Realtime::Off,
+    )?;
 
     // SSE subscribers and progress: tasks that end when `stop` is set.
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -1019,6 +1061,9 @@ fn summarize(input: &PhaseInput, run: &Run, si: SummaryInputs) -> LoadSummary {
         sse,
         calibration: None,
         timer_slack_set: si.pacer.timer_slack_set,
+        realtime: s.limits.realtime.as_str().to_owned(),
+        pacer_scheduling: si.pacer.scheduling.clone(),
+        runtime_scheduling: "normal".to_owned(),
         measurement: "open model: intended send times fixed by a pacer thread; latency (no tag \
                       suffix) from the intended send time, corrected for coordinated omission; \
                       `;service` from the actual send time; an answer is complete at the kernel's receive \

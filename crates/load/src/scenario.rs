@@ -176,6 +176,8 @@ pub struct Limits {
     pub queue_capacity: Option<usize>,
     /// Runtime threads of the generator (default 1: a current-thread runtime; see `run`).
     pub threads: usize,
+    /// Which generator threads ask for `SCHED_FIFO` (module `priority`; default the pacer).
+    pub realtime: crate::priority::Realtime,
 }
 
 impl Default for Limits {
@@ -185,6 +187,7 @@ impl Default for Limits {
             lateness_threshold: Duration::from_millis(1),
             queue_capacity: None,
             threads: 1,
+            realtime: crate::priority::Realtime::Pacer,
         }
     }
 }
@@ -338,6 +341,7 @@ pub struct RawGenerator {
     pub lateness_threshold: Option<String>,
     pub queue_capacity: Option<i64>,
     pub threads: Option<i64>,
+    pub realtime: Option<String>,
 }
 
 impl RawScenario {
@@ -1197,6 +1201,18 @@ impl RawScenario {
                     limits.threads = t as usize;
                 } else {
                     v.push("generator.threads", format!("{t} is not in 1..=64"));
+                }
+            }
+            if let Some(r) = &g.realtime {
+                match crate::priority::Realtime::parse(r) {
+                    Some(r) => limits.realtime = r,
+                    None => v.push(
+                        "generator.realtime",
+                        format!(
+                            "`{r}` is not a choice: \"pacer\" (default: the pacer thread on \
+                             SCHED_FIFO), \"all\" (the runtime threads too) or \"off\""
+                        ),
+                    ),
                 }
             }
             if let Some(q) = g.queue_capacity {

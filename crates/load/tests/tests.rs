@@ -210,11 +210,15 @@ fn a_fixed_injected_latency_is_reported_as_itself() {
         // The simulator cannot answer sooner than the injected 1 ms, so a lower figure would
         // mean the generator measures from the wrong instant. Above: 10 % plus the calibrated
         // floor. When the run shows that this machine was short of CPU (the pacer itself woke
-        // late), the simulator's 1 ms was late too, so 2 ms more are allowed: a debug build
-        // shares two cores with other jobs here. The quiet-machine release figures are in
-        // BENCHMARKS.md.
-        let contended =
-            summary.generator_limited || summary.pacer_lateness.is_some_and(|l| l.p99_ns > 500_000);
+        // late, or its runtime sent late: the pacer runs on SCHED_FIFO when allowed and may
+        // then be on time while everything else waits), the simulator's 1 ms was late too, so
+        // 2 ms more are allowed: a debug build shares two cores with other jobs here. The
+        // quiet-machine release figures are in BENCHMARKS.md.
+        let late =
+            |p: Option<shadowgate_load::run::Percentiles>| p.is_some_and(|l| l.p99_ns > 500_000);
+        let contended = summary.generator_limited
+            || late(summary.pacer_lateness)
+            || late(summary.send_lateness);
         let allowance = if contended { 2_000_000 } else { 0 };
         assert!(p50 >= 1_000_000, "P50 {p50} ns below the injected 1 ms");
         assert!(
