@@ -83,7 +83,7 @@ enum Command {
 
     /// Load one gateway at a fixed arrival rate from a scenario file.
     ///
-    /// An open-model load test: a pacer thread fixes every request's intended send time, Goose
+    /// An open-model load test: a pacer fixes every request's intended send time, Goose
     /// users send them on keep-alive connections, and latency is recorded from the intended
     /// send time (corrected for coordinated omission) and from the actual send time, into a
     /// run directory (latency.hlog, counts.csv, manifest.json, Goose's reports). Runs that the

@@ -8,6 +8,9 @@
 //! pacer asks for `SCHED_FIFO` at the lowest real-time priority by default: any normal thread
 //! yields to it, system real-time threads still win, and it uses a few percent of a core.
 //!
+//! This applies to the thread pacer (`[generator] pacer = "thread"`); the default timer pacer
+//! runs on the generator's runtime thread, which only `"all"` changes.
+//!
 //! `[generator] realtime = "all"` also puts the runtime thread(s) that send and time requests
 //! on `SCHED_FIFO`. It is not the default: those threads carry the whole request load (most of
 //! a core at 10,000 req/s), so on a machine shared with the gateway under test they would

@@ -20,7 +20,7 @@ use tokio::task::JoinSet;
 use crate::client::Target;
 use crate::error::LoadError;
 use crate::null_server::NullServer;
-use crate::pacer::{Pacer, PacerStats, Phases, new_histogram};
+use crate::pacer::{Pacer, PacerMode, PacerStats, Phases, new_histogram};
 use crate::progress::{self, ProgressMode, fmt_ns, group_thousands};
 use crate::scenario::{Auth, JwtStyle, Plan, Scenario};
 use crate::schedule::Schedule;
@@ -727,12 +727,15 @@ async fn run_phase(input: PhaseInput) -> Result<LoadSummary, LoadError> {
         phase: f64::from(shard.index) / f64::from(shard.count),
         seed: seed.wrapping_add(u64::from(shard.index)),
     };
-    let pacer = Pacer::spawn(
-        schedule,
-        phases,
-        tx,
-        s.limits.realtime != crate::priority::Realtime::Off,
-    )?;
+    let pacer = match s.limits.pacer {
+        PacerMode::Timer => Pacer::spawn_task(schedule, phases, tx)?,
+        PacerMode::Thread => Pacer::spawn(
+            schedule,
+            phases,
+            tx,
+            s.limits.realtime != crate::priority::Realtime::Off,
+        )?,
+    };
 
     // SSE subscribers and progress: tasks that end when `stop` is set.
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -828,7 +831,7 @@ async fn run_phase(input: PhaseInput) -> Result<LoadSummary, LoadError> {
     };
     // The users are gone: stop feeding, then stop the side tasks.
     shared.done.store(true, Ordering::SeqCst);
-    let pacer_stats = pacer.stop();
+    let pacer_stats = pacer.stop().await;
     let _ = stop_tx.send(true);
     while tasks.join_next().await.is_some() {}
     let goose_metrics = result.map_err(|e| LoadError::Goose(e.to_string()))?;
@@ -1064,7 +1067,7 @@ fn summarize(input: &PhaseInput, run: &Run, si: SummaryInputs) -> LoadSummary {
         realtime: s.limits.realtime.as_str().to_owned(),
         pacer_scheduling: si.pacer.scheduling.clone(),
         runtime_scheduling: "normal".to_owned(),
-        measurement: "open model: intended send times fixed by a pacer thread; latency (no tag \
+        measurement: "open model: intended send times fixed by the pacer; latency (no tag \
                       suffix) from the intended send time, corrected for coordinated omission; \
                       `;service` from the actual send time; an answer is complete at the kernel's receive \
                       timestamp of its last segment (SO_TIMESTAMPNS), so the generator's own \
@@ -1122,7 +1125,7 @@ fn limit_reasons(l: &LimitInputs) -> Vec<String> {
     }
     if let Some(p99) = l.pacer_lateness_p99_ns.filter(|p| *p > l.threshold_ns) {
         reasons.push(format!(
-            "the pacer thread handed out tickets late (P99 {} > {}): the generator's CPU is saturated",
+            "the pacer handed out tickets late (P99 {} > {}): the generator's CPU is saturated",
             fmt_ns(p99),
             fmt_ns(l.threshold_ns)
         ));

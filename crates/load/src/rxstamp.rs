@@ -12,7 +12,7 @@
 //!
 //! The stamp is `CLOCK_REALTIME`. It is converted by its age (realtime now − stamp) taken
 //! right after the answer was read, so a clock step between runs cannot skew it; an age that
-//! is negative or over [`MAX_AGE`] (a clock step during the exchange) is not trusted and the
+//! is negative or over `MAX_AGE` (a clock step during the exchange) is not trusted and the
 //! user-space time is used instead.
 
 use std::io;

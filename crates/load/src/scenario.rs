@@ -178,6 +178,8 @@ pub struct Limits {
     pub threads: usize,
     /// Which generator threads ask for `SCHED_FIFO` (module `priority`; default the pacer).
     pub realtime: crate::priority::Realtime,
+    /// Where the pacer runs (module `pacer`; default a timerfd task on the runtime).
+    pub pacer: crate::pacer::PacerMode,
 }
 
 impl Default for Limits {
@@ -188,6 +190,7 @@ impl Default for Limits {
             queue_capacity: None,
             threads: 1,
             realtime: crate::priority::Realtime::Pacer,
+            pacer: crate::pacer::PacerMode::Timer,
         }
     }
 }
@@ -342,6 +345,7 @@ pub struct RawGenerator {
     pub queue_capacity: Option<i64>,
     pub threads: Option<i64>,
     pub realtime: Option<String>,
+    pub pacer: Option<String>,
 }
 
 impl RawScenario {
@@ -1209,8 +1213,20 @@ impl RawScenario {
                     None => v.push(
                         "generator.realtime",
                         format!(
-                            "`{r}` is not a choice: \"pacer\" (default: the pacer thread on \
+                            "`{r}` is not a choice: \"pacer\" (default: a thread pacer runs on \
                              SCHED_FIFO), \"all\" (the runtime threads too) or \"off\""
+                        ),
+                    ),
+                }
+            }
+            if let Some(m) = &g.pacer {
+                match crate::pacer::PacerMode::parse(m) {
+                    Some(m) => limits.pacer = m,
+                    None => v.push(
+                        "generator.pacer",
+                        format!(
+                            "`{m}` is not a choice: \"timer\" (default: a timerfd on the \
+                             generator's runtime) or \"thread\" (a dedicated pacer thread)"
                         ),
                     ),
                 }
@@ -1314,6 +1330,28 @@ body = '{"client_order_id":"{id}"}'
                 .headers
                 .iter()
                 .any(|(n, _)| n == http::header::CONTENT_TYPE)
+        );
+    }
+
+    #[test]
+    fn generator_settings_have_defaults_and_named_choices() {
+        let s = Scenario::from_toml_str(GOOD, "good.load.toml").unwrap();
+        assert_eq!(s.limits.pacer, crate::pacer::PacerMode::Timer);
+        assert_eq!(s.limits.realtime, crate::priority::Realtime::Pacer);
+        let text = format!("{GOOD}\n[generator]\npacer = \"thread\"\nrealtime = \"all\"\n");
+        let s = Scenario::from_toml_str(&text, "g").unwrap();
+        assert_eq!(s.limits.pacer, crate::pacer::PacerMode::Thread);
+        assert_eq!(s.limits.realtime, crate::priority::Realtime::All);
+        let text = format!("{GOOD}\n[generator]\npacer = \"fast\"\nrealtime = \"yes\"\n");
+        let err = Scenario::from_toml_str(&text, "g").unwrap_err();
+        assert!(
+            err.has("generator.pacer") && err.has("generator.realtime"),
+            "{err}"
+        );
+        let text = err.to_string();
+        assert!(
+            text.contains("\"timer\"") && text.contains("\"all\""),
+            "{text}"
         );
     }
 
