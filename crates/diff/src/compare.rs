@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use similar::{Algorithm, DiffTag, capture_diff_slices};
 
-use crate::doc::{Arena, Doc, Entry, Node, SMALL_OBJECT, same_text};
+use crate::doc::{Arena, Doc, Entry, NO_SHAPE, Node, SMALL_OBJECT, same_text};
 use crate::labels::{Label, label_pair};
 use crate::normalize::KeySpec;
 use crate::pointer::{PathPattern, Seg, escape_into, write_pointer};
@@ -828,6 +828,11 @@ impl Sink<'_, '_> {
                     notes: Vec::new(),
                     detail_ready: false,
                     detail: String::new(),
+                    matching: Matching {
+                        shapes: (NO_SHAPE, NO_SHAPE),
+                        found: [NO_MATCH; SMALL_OBJECT],
+                        matched: 0,
+                    },
                 };
                 walk.value(pd.root(), cd.root());
             }
@@ -938,6 +943,36 @@ struct Walk<'s, 'r, 'o, 'v, 'd> {
     detail_ready: bool,
     /// The `detail` text (empty: no detail), reused from one element to the next.
     detail: String,
+    /// The last small-object member matching, for the next objects of the same shapes.
+    matching: Matching,
+}
+
+/// The member matching of the last pair of small objects compared (see
+/// [`Walk::small_object`]).
+struct Matching {
+    /// The primary's and the candidate's object shape.
+    shapes: (u32, u32),
+    /// Per primary slot, the candidate slot of the same key, or [`NO_MATCH`].
+    found: [u8; SMALL_OBJECT],
+    /// One bit per matched candidate slot.
+    matched: u64,
+}
+
+/// [`Matching::found`] of a primary member the candidate lacks (or a dead slot).
+const NO_MATCH: u8 = u8::MAX;
+
+/// The live member of `key` among a candidate object's entries: first at `slot` (the
+/// primary member's own slot), then by a scan.
+fn match_slot(c: &Doc<'_>, c_entries: &[Entry<'_>], slot: usize, key: &str) -> Option<usize> {
+    let is = |j: usize| {
+        let e = &c_entries[j];
+        e.live && same_text(c.text(e.key), key)
+    };
+    if slot < c_entries.len() && is(slot) {
+        Some(slot)
+    } else {
+        (0..c_entries.len()).find(|&j| is(j))
+    }
 }
 
 /// Order differences list at most this many indices.
@@ -1033,10 +1068,10 @@ impl<'r: 'v, 'v, 'd> Walk<'_, 'r, '_, 'v, 'd> {
 
     fn object(&mut self, pi: u32, ci: u32) {
         let (p, c) = (self.p, self.c);
-        if let Node::Obj { start, len } = c.node(ci)
+        if let Node::Obj { start, len, shape } = c.node(ci)
             && len as usize <= SMALL_OBJECT
         {
-            self.small_object(pi, c.entries(start, len));
+            self.small_object(pi, c.entries(start, len), shape);
             return;
         }
         // Large objects get a sorted index so member lookup is not quadratic.
@@ -1077,25 +1112,83 @@ impl<'r: 'v, 'v, 'd> Walk<'_, 'r, '_, 'v, 'd> {
     /// each primary key is looked for first at its own slot (one producer lists members in
     /// one order), then by an inlined scan (lengths first, short keys as machine words);
     /// matched candidate members are one bit each, so the extras need no reverse lookups.
-    /// Differences come out in the same order.
-    fn small_object(&mut self, pi: u32, c_entries: &'v [Entry<'d>]) {
+    /// Which members match depends only on the keys of both objects, so the matching is
+    /// reused for the next pair of objects of the same shapes (list elements). Differences
+    /// come out in the same order.
+    fn small_object(&mut self, pi: u32, c_entries: &'v [Entry<'d>], c_shape: u32) {
+        let (p, c) = (self.p, self.c);
+        let Node::Obj {
+            start,
+            len,
+            shape: p_shape,
+        } = p.node(pi)
+        else {
+            return;
+        };
+        let p_entries = p.entries(start, len);
+        if p_entries.len() > SMALL_OBJECT {
+            return self.small_object_scan(pi, c_entries);
+        }
+        let shapes = (p_shape, c_shape);
+        let (found, matched) =
+            if p_shape != NO_SHAPE && c_shape != NO_SHAPE && self.matching.shapes == shapes {
+                (self.matching.found, self.matching.matched)
+            } else {
+                let mut found = [NO_MATCH; SMALL_OBJECT];
+                let mut matched: u64 = 0;
+                for (slot, e) in p_entries.iter().enumerate() {
+                    if !e.live {
+                        continue;
+                    }
+                    if let Some(j) = match_slot(c, c_entries, slot, p.text(e.key)) {
+                        // j < SMALL_OBJECT = 64, so it fits a byte.
+                        found[slot] = j as u8;
+                        matched |= 1 << j;
+                    }
+                }
+                self.matching = Matching {
+                    shapes,
+                    found,
+                    matched,
+                };
+                (found, matched)
+            };
+        for (slot, e) in p_entries.iter().enumerate() {
+            if self.full() {
+                return;
+            }
+            if !e.live {
+                continue;
+            }
+            self.stack.push(Seg::Key(p.text(e.key)));
+            match found[slot] {
+                NO_MATCH => self.emit(Kind::Missing, Some(e.val), None),
+                j => self.value(e.val, c_entries[usize::from(j)].val),
+            }
+            self.stack.pop();
+        }
+        for (j, e) in c_entries.iter().enumerate() {
+            if self.full() {
+                return;
+            }
+            if e.live && matched & (1 << j) == 0 {
+                self.stack.push(Seg::Key(c.text(e.key)));
+                self.emit(Kind::Extra, None, Some(e.val));
+                self.stack.pop();
+            }
+        }
+    }
+
+    /// [`Walk::small_object`] for a primary object of more than [`SMALL_OBJECT`] members.
+    fn small_object_scan(&mut self, pi: u32, c_entries: &'v [Entry<'d>]) {
         let (p, c) = (self.p, self.c);
         let mut matched: u64 = 0;
         for (slot, k, pv) in p.member_slots(pi) {
             if self.full() {
                 break;
             }
-            let is = |j: usize| {
-                let e = &c_entries[j];
-                e.live && same_text(c.text(e.key), k)
-            };
-            let found = if slot < c_entries.len() && is(slot) {
-                Some(slot)
-            } else {
-                (0..c_entries.len()).find(|&j| is(j))
-            };
             self.stack.push(Seg::Key(k));
-            match found {
+            match match_slot(c, c_entries, slot, k) {
                 Some(j) => {
                     matched |= 1 << j;
                     self.value(pv, c_entries[j].val);
@@ -2053,6 +2146,53 @@ mod tests {
                     let text = String::from_utf8_lossy(&junk).into_owned();
                     let _ = run_on(r, "GET", "/p/1", &ta, &text);
                 }
+            }
+
+            /// Objects of one shape share their normalization edits and their member
+            /// matching; each must still compare exactly as it does alone. Keys come from a
+            /// small alphabet (with duplicates) so that shapes repeat; a rule on `/e1` edits one
+            /// object alone.
+            #[test]
+            fn alike_objects_compare_as_they_do_alone(
+                pool_p in proptest::collection::vec(proptest::collection::vec("[abcdz]", 0..6), 1..3),
+                pool_c in proptest::collection::vec(proptest::collection::vec("[abcdz]", 0..6), 1..3),
+                picks in proptest::collection::vec(
+                    (0..3usize, 0..3usize, proptest::collection::vec(0..4usize, 12)),
+                    1..6,
+                ),
+            ) {
+                const VALUES: [&str; 4] = ["1", "2", "\"x\"", "\"y\""];
+                let object = |keys: &[String], values: &[usize]| {
+                    let members: Vec<String> = keys
+                        .iter()
+                        .zip(values)
+                        .map(|(k, &v)| format!("\"{k}\": {}", VALUES[v]))
+                        .collect();
+                    format!("{{{}}}", members.join(", "))
+                };
+                let r = rules(json!({"defaults": {
+                    "primary": {"rename": {"z": "a"}},
+                    "candidate": {"rename": {"a": "b", "/e1/c": "z"},
+                                  "map_values": {"c": {"x": "y"}},
+                                  "drop": ["d"]}}}));
+                let mut whole_p = Vec::new();
+                let mut whole_c = Vec::new();
+                let mut alone = Vec::new();
+                for (i, (sp, sc, values)) in picks.iter().enumerate() {
+                    let p = format!("\"e{i}\": {}", object(&pool_p[sp % pool_p.len()], &values[..6]));
+                    let c = format!("\"e{i}\": {}", object(&pool_c[sc % pool_c.len()], &values[6..]));
+                    alone.extend(run_on(&r, "GET", "/p", &format!("{{{p}}}"), &format!("{{{c}}}")).differences);
+                    whole_p.push(p);
+                    whole_c.push(c);
+                }
+                let whole = run_on(
+                    &r,
+                    "GET",
+                    "/p",
+                    &format!("{{{}}}", whole_p.join(", ")),
+                    &format!("{{{}}}", whole_c.join(",")),
+                );
+                prop_assert_eq!(whole.differences, alone);
             }
 
             #[test]

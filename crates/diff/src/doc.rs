@@ -80,8 +80,37 @@ pub(crate) enum Node<'a> {
     Bool(bool),
     Num(Num),
     Str(Str<'a>),
-    Arr { start: u32, len: u32 },
-    Obj { start: u32, len: u32 },
+    Arr {
+        start: u32,
+        len: u32,
+    },
+    /// `shape`: objects of one document with equal shapes (other than [`NO_SHAPE`]) have the
+    /// same keys in the same order, all live — the elements of a list usually do. Work that
+    /// depends only on the keys (anywhere-normalization, member matching) is done once per
+    /// shape and replayed.
+    Obj {
+        start: u32,
+        len: u32,
+        shape: u32,
+    },
+}
+
+/// The shape of an object that shares it with no other (edited by a rule that picked it
+/// alone, or built from a rule value).
+pub(crate) const NO_SHAPE: u32 = u32::MAX;
+
+/// One edit of an object's members by the anywhere-rules, by slot in the object.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Edit<'a> {
+    Kill(u32),
+    Rename(u32, &'a str),
+    Map(u32, &'a [(String, Value)]),
+}
+
+/// The edits the anywhere-rules made to the last object normalized, and its shape.
+struct EditMemo<'a> {
+    shape: u32,
+    edits: Vec<Edit<'a>>,
 }
 
 /// One object member; `live` is false once dropped, renamed over, or shadowed by a later
@@ -103,6 +132,7 @@ pub(crate) struct Arena {
     buf: String,
     stack_e: Vec<Entry<'static>>,
     stack_i: Vec<u32>,
+    edits: Vec<Edit<'static>>,
 }
 
 /// Empties a vector and retypes it (here: to another lifetime of the same type), keeping its
@@ -121,6 +151,8 @@ pub(crate) struct Doc<'a> {
     items: Vec<u32>,
     buf: String,
     root: u32,
+    /// Scratch of normalization (see [`EditMemo`]).
+    edits: Vec<Edit<'a>>,
 }
 
 fn range(start: u32, len: u32) -> std::ops::Range<usize> {
@@ -159,11 +191,13 @@ impl<'a> Doc<'a> {
                 items: relifetime(std::mem::take(&mut arena.items)),
                 buf,
                 root: 0,
+                edits: relifetime(std::mem::take(&mut arena.edits)),
             },
             stack_e: relifetime(std::mem::take(&mut arena.stack_e)),
             stack_i: relifetime(std::mem::take(&mut arena.stack_i)),
             escaped_at: (0, 0),
-            last_unique: (0, 0),
+            last_unique: (0, 0, NO_SHAPE),
+            shapes: 0,
         };
         p.ws();
         let root = p.value();
@@ -189,6 +223,7 @@ impl<'a> Doc<'a> {
         arena.entries = relifetime(self.entries);
         arena.items = relifetime(self.items);
         arena.buf = self.buf;
+        arena.edits = relifetime(self.edits);
     }
 
     pub(crate) fn root(&self) -> u32 {
@@ -218,7 +253,7 @@ impl<'a> Doc<'a> {
     /// Live entries of an object node (empty for other nodes).
     pub(crate) fn members(&self, i: u32) -> impl Iterator<Item = (&str, u32)> {
         let slice = match self.node(i) {
-            Node::Obj { start, len } => self.entries(start, len),
+            Node::Obj { start, len, .. } => self.entries(start, len),
             _ => &[],
         };
         slice
@@ -229,7 +264,9 @@ impl<'a> Doc<'a> {
 
     pub(crate) fn live_count(&self, i: u32) -> usize {
         match self.node(i) {
-            Node::Obj { start, len } => self.entries(start, len).iter().filter(|e| e.live).count(),
+            Node::Obj { start, len, .. } => {
+                self.entries(start, len).iter().filter(|e| e.live).count()
+            }
             _ => 0,
         }
     }
@@ -257,7 +294,7 @@ impl<'a> Doc<'a> {
     /// Live members of object `i` with their slot in the object.
     pub(crate) fn member_slots(&self, i: u32) -> impl Iterator<Item = (usize, &str, u32)> {
         let slice = match self.node(i) {
-            Node::Obj { start, len } => self.entries(start, len),
+            Node::Obj { start, len, .. } => self.entries(start, len),
             _ => &[],
         };
         slice
@@ -283,7 +320,7 @@ impl<'a> Doc<'a> {
                 .ok()
                 .map(|at| idx[at].1);
         }
-        if let Node::Obj { start, len } = self.node(i)
+        if let Node::Obj { start, len, .. } = self.node(i)
             && let Some(e) = self.entries(start, len).get(hint)
             && e.live
             && same_text(self.text(e.key), key)
@@ -515,7 +552,12 @@ impl<'a> Doc<'a> {
                 .iter()
                 .any(|d| matches!(d, FieldSelector::Anywhere(_)));
         if anywhere {
-            self.walk_anywhere(self.root, n);
+            let mut memo = EditMemo {
+                shape: NO_SHAPE,
+                edits: std::mem::take(&mut self.edits),
+            };
+            self.walk_anywhere(self.root, n, &mut memo);
+            self.edits = memo.edits;
         }
         let mut found = Vec::new();
         for r in &n.rename {
@@ -584,7 +626,7 @@ impl<'a> Doc<'a> {
 
     fn for_children(&self, i: u32, mut f: impl FnMut(u32)) {
         match self.node(i) {
-            Node::Obj { start, len } => self
+            Node::Obj { start, len, .. } => self
                 .entries(start, len)
                 .iter()
                 .filter(|e| e.live)
@@ -594,10 +636,10 @@ impl<'a> Doc<'a> {
         }
     }
 
-    fn walk_anywhere(&mut self, i: u32, n: &'a Normalization) {
+    fn walk_anywhere(&mut self, i: u32, n: &'a Normalization, memo: &mut EditMemo<'a>) {
         match self.node(i) {
-            Node::Obj { start, len } if len as usize <= SMALL_OBJECT => {
-                self.anywhere_small(start, len, n);
+            Node::Obj { start, len, shape } if len as usize <= SMALL_OBJECT => {
+                self.anywhere_small(start, len, shape, n, memo);
                 for k in range(start, len) {
                     let e = self.entries[k];
                     // Only containers hold objects; skipping scalars here saves a call each.
@@ -607,11 +649,11 @@ impl<'a> Doc<'a> {
                             Node::Obj { .. } | Node::Arr { .. }
                         )
                     {
-                        self.walk_anywhere(e.val, n);
+                        self.walk_anywhere(e.val, n, memo);
                     }
                 }
             }
-            Node::Obj { start, len } => {
+            Node::Obj { start, len, .. } => {
                 for r in &n.rename {
                     if let FieldSelector::Anywhere(from) = &r.from {
                         self.rename_in(i, from, &r.to);
@@ -632,14 +674,14 @@ impl<'a> Doc<'a> {
                 for k in range(start, len) {
                     let e = self.entries[k];
                     if e.live {
-                        self.walk_anywhere(e.val, n);
+                        self.walk_anywhere(e.val, n, memo);
                     }
                 }
             }
             Node::Arr { start, len } => {
                 for k in range(start, len) {
                     let c = self.items[k];
-                    self.walk_anywhere(c, n);
+                    self.walk_anywhere(c, n, memo);
                 }
             }
             _ => {}
@@ -649,13 +691,30 @@ impl<'a> Doc<'a> {
     /// The anywhere-rules on one object of at most [`SMALL_OBJECT`] members, in the same
     /// order and with the same effect as [`Doc::rename_in`], [`Doc::get`] and [`Doc::kill`]
     /// one rule at a time, with the member scan inlined (lengths first, then short keys as
-    /// machine words).
-    fn anywhere_small(&mut self, start: u32, len: u32, n: &'a Normalization) {
-        let slots = range(start, len);
+    /// machine words). Which members the rules touch depends only on the keys, so the edits
+    /// made to one object are replayed, slot by slot, on the next object of its shape.
+    fn anywhere_small(
+        &mut self,
+        start: u32,
+        len: u32,
+        shape: u32,
+        n: &'a Normalization,
+        memo: &mut EditMemo<'a>,
+    ) {
+        if shape != NO_SHAPE && shape == memo.shape {
+            for &edit in &memo.edits {
+                self.apply(start, edit);
+            }
+            return;
+        }
+        memo.shape = shape;
+        memo.edits.clear();
+        let slots = 0..len;
+        let entry = |k: u32| start as usize + k as usize;
         // One bit per key length present (lengths of 64 and more share the top bit; a
         // rename adds its new length): most rules name a length the object lacks.
         let bit = |key: &str| 1u64 << key.len().min(63);
-        let mut lens = self.entries[slots.clone()]
+        let mut lens = self.entries[range(start, len)]
             .iter()
             .fold(0u64, |acc, e| acc | bit(self.text(e.key)));
         let find = |doc: &Self, lens: u64, key: &str| {
@@ -663,9 +722,13 @@ impl<'a> Doc<'a> {
                 return None;
             }
             slots.clone().find(|&k| {
-                let e = doc.entries[k];
+                let e = doc.entries[entry(k)];
                 e.live && same_text(doc.text(e.key), key)
             })
+        };
+        let mut edit = |doc: &mut Self, e: Edit<'a>| {
+            memo.edits.push(e);
+            doc.apply(start, e);
         };
         for r in &n.rename {
             if let FieldSelector::Anywhere(from) = &r.from
@@ -674,9 +737,9 @@ impl<'a> Doc<'a> {
             {
                 // The renamed member replaces an existing one of the new name.
                 if let Some(old) = find(self, lens, &r.to) {
-                    self.entries[old].live = false;
+                    edit(self, Edit::Kill(old));
                 }
-                self.entries[slot].key = Str::Ref(&r.to);
+                edit(self, Edit::Rename(slot, &r.to));
                 lens |= bit(&r.to);
             }
         }
@@ -684,20 +747,30 @@ impl<'a> Doc<'a> {
             if let FieldSelector::Anywhere(field) = &m.at
                 && let Some(slot) = find(self, lens, field)
             {
-                self.map_value(self.entries[slot].val, &m.map);
+                edit(self, Edit::Map(slot, &m.map));
             }
         }
         for d in &n.drop {
             if let FieldSelector::Anywhere(field) = d
                 && let Some(slot) = find(self, lens, field)
             {
-                self.entries[slot].live = false;
+                edit(self, Edit::Kill(slot));
             }
         }
     }
 
+    /// Applies one edit to the member at `slot` of the object whose entries start at `start`.
+    fn apply(&mut self, start: u32, edit: Edit<'a>) {
+        let at = |slot: u32| start as usize + slot as usize;
+        match edit {
+            Edit::Kill(slot) => self.entries[at(slot)].live = false,
+            Edit::Rename(slot, to) => self.entries[at(slot)].key = Str::Ref(to),
+            Edit::Map(slot, map) => self.map_value(self.entries[at(slot)].val, map),
+        }
+    }
+
     fn entry_slot(&self, obj: u32, key: &str) -> Option<usize> {
-        let Node::Obj { start, len } = self.node(obj) else {
+        let Node::Obj { start, len, .. } = self.node(obj) else {
             return None;
         };
         range(start, len)
@@ -712,12 +785,21 @@ impl<'a> Doc<'a> {
             // The renamed member replaces an existing one of the new name.
             self.kill(obj, to);
             self.entries[slot].key = Str::Ref(to);
+            self.unshare(obj);
         }
     }
 
     fn kill(&mut self, obj: u32, key: &str) {
         if let Some(slot) = self.entry_slot(obj, key) {
             self.entries[slot].live = false;
+            self.unshare(obj);
+        }
+    }
+
+    /// Takes object `obj` out of its shape: a rule edited its members alone.
+    fn unshare(&mut self, obj: u32) {
+        if let Node::Obj { shape, .. } = &mut self.nodes[obj as usize] {
+            *shape = NO_SHAPE;
         }
     }
 
@@ -771,6 +853,7 @@ impl<'a> Doc<'a> {
                 Node::Obj {
                     start: clamp_u32(start),
                     len: clamp_u32(m.len()),
+                    shape: NO_SHAPE,
                 }
             }
         }
@@ -894,8 +977,10 @@ struct Parser<'a> {
     stack_i: Vec<u32>,
     /// Start and length in the side buffer of the last string that had escapes.
     escaped_at: (u32, u32),
-    /// Entries (start, length) of the last object found free of duplicate keys.
-    last_unique: (u32, u32),
+    /// Entries (start, length) and shape of the last object found free of duplicate keys.
+    last_unique: (u32, u32, u32),
+    /// Shapes handed out so far.
+    shapes: u32,
 }
 
 impl<'a> Parser<'a> {
@@ -1019,22 +1104,31 @@ impl<'a> Parser<'a> {
             }
         }
         self.depth -= 1;
-        let unique = self.same_keys_as_last(base) || self.dedup(base);
+        let same = self.same_keys_as_last(base);
+        let unique = same || self.dedup(base);
         let start = u32::try_from(self.doc.entries.len()).ok()?;
         let len = u32::try_from(self.stack_e.len() - base).ok()?;
         self.doc.entries.extend_from_slice(&self.stack_e[base..]);
         self.stack_e.truncate(base);
+        let shape = if same {
+            self.last_unique.2
+        } else {
+            let fresh = self.shapes;
+            // Saturates at NO_SHAPE, which is never shared (no document gets near).
+            self.shapes = self.shapes.saturating_add(1);
+            fresh
+        };
         if unique {
-            self.last_unique = (start, len);
+            self.last_unique = (start, len, shape);
         }
-        self.push(Node::Obj { start, len })
+        self.push(Node::Obj { start, len, shape })
     }
 
     /// Whether the members in `stack_e[base..]` have exactly the keys, in the same order, of
     /// the last object found free of duplicates: the elements of an array of objects
     /// usually do, and then they are free of duplicates too, at one key compare per member.
     fn same_keys_as_last(&self, base: usize) -> bool {
-        let (start, len) = self.last_unique;
+        let (start, len, _) = self.last_unique;
         let members = &self.stack_e[base..];
         len > 0
             && members.len() == len as usize
@@ -1651,6 +1745,48 @@ mod tests {
                         prop_assert_eq!(out.as_str(), "x");
                     }
                 }
+            }
+
+            /// Objects of one shape share their anywhere-normalization edits (replayed by
+            /// slot); the result must be what `Normalization::apply` gives on a `Value`. Keys
+            /// come from a small alphabet, with duplicates, so shapes repeat; a rule on `/1`
+            /// edits one element alone; a map to an object builds nodes of no shape.
+            #[test]
+            fn shared_edits_agree_with_the_value_version(
+                pool in proptest::collection::vec(proptest::collection::vec("[abcdz]", 0..6), 1..3),
+                picks in proptest::collection::vec((0..3usize, proptest::collection::vec(0..4usize, 6)), 0..6),
+            ) {
+                const VALUES: [&str; 4] = ["1", "\"w\"", "\"x\"", "{\"a\": \"x\", \"z\": 1}"];
+                let elements: Vec<String> = picks
+                    .iter()
+                    .map(|(k, values)| {
+                        let members: Vec<String> = pool[k % pool.len()]
+                            .iter()
+                            .zip(values)
+                            .map(|(k, &v)| format!("\"{k}\": {}", VALUES[v]))
+                            .collect();
+                        format!("{{{}}}", members.join(", "))
+                    })
+                    .collect();
+                let text = format!("[{}]", elements.join(", "));
+                let rename = |from: &str, to: &str| Rename {
+                    from: FieldSelector::parse(from).unwrap(),
+                    to: to.into(),
+                };
+                let n = Normalization {
+                    rename: vec![rename("a", "b"), rename("z", "a"), rename("/1/c", "z")],
+                    map_values: vec![ValueMap {
+                        at: FieldSelector::parse("c").unwrap(),
+                        map: vec![("x".into(), json!("y")), ("w".into(), json!({"d": "x", "c": "x"}))],
+                    }],
+                    drop: vec![FieldSelector::parse("d").unwrap()],
+                    ..Normalization::default()
+                };
+                let mut want: Value = serde_json::from_str(&text).unwrap();
+                n.apply(&mut want);
+                let mut d = Doc::parse(text.as_bytes()).unwrap();
+                d.normalize(&n);
+                prop_assert_eq!(d.to_value(d.root()), want, "{}", text);
             }
 
             #[test]
