@@ -16,6 +16,7 @@
 
 use std::convert::Infallible;
 use std::net::IpAddr;
+use std::pin::pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -34,7 +35,7 @@ use crate::shadow::{
 };
 use crate::stats::{RouteHandles, Routes, ShadowEvent, Shards};
 use crate::tee::TeeBody;
-use crate::upstream::{PrimaryError, PrimaryLink, Work};
+use crate::upstream::{Elapsed, PrimaryError, PrimaryLink, Work, within};
 use tokio::sync::mpsc;
 
 /// What every request handler shares.
@@ -212,9 +213,10 @@ pub(crate) async fn handle(
 
     // 5. primary
     let req = Request::from_parts(parts, body);
-    let answer = match tokio::time::timeout(shared.primary_timeout, ctx.link.send(req)).await {
+    let send = pin!(ctx.link.send(req));
+    let answer = match within(shared.primary_timeout, send).await {
         Ok(r) => r,
-        Err(_) => Err(PrimaryError::Timeout(shared.primary_timeout)),
+        Err(Elapsed) => Err(PrimaryError::Timeout(shared.primary_timeout)),
     };
     let resp = match answer {
         Ok(r) => r,

@@ -400,8 +400,8 @@ impl Worker {
         let thread = std::thread::Builder::new()
             .name(format!("mirror-worker-{index}"))
             .spawn(move || {
-                crate::upstream::enter_worker(index);
                 runtime.block_on(async move {
+                    crate::upstream::enter_worker(index);
                     match TcpListener::from_std(listener) {
                         Ok(l) => accept_loop(l, shared, shutdown, grace).await,
                         Err(e) => tracing::warn!(error = %e, "a proxy worker could not listen"),

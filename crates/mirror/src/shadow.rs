@@ -7,6 +7,7 @@
 //! primary's answer is complete.
 
 use std::net::IpAddr;
+use std::pin::pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -23,7 +24,7 @@ use crate::analysis::{AnalysisJob, Submitter};
 use crate::config::Upstream;
 use crate::headers::X_SHADOWGATE_SHADOW;
 use crate::stats::{Metrics, RouteHandles, ShadowEvent, Shards};
-use crate::upstream::{Driver, ExchangeError, ShadowPool, Work};
+use crate::upstream::{Driver, Elapsed, ExchangeError, ShadowPool, Work, within};
 
 /// Methods mirrored without an opt-in rule: the safe ones (RFC 9110 §9.2.1) that a gateway
 /// serves. Everything else — PUT and DELETE included, which are idempotent but still writes —
@@ -667,8 +668,9 @@ async fn send(
     limit: usize,
 ) -> (Result<Captured, Failure>, Duration) {
     let start = Instant::now();
-    let r = match tokio::time::timeout(deadline, pool.exchange(req, limit)).await {
-        Err(_) => Err(Failure::Timeout),
+    let exchange = pin!(pool.exchange(req, limit));
+    let r = match within(deadline, exchange).await {
+        Err(Elapsed) => Err(Failure::Timeout),
         Ok(Ok((parts, body))) => Ok(Captured {
             status: parts.status,
             headers: parts.headers,

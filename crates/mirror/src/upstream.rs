@@ -23,16 +23,28 @@
 //! total in use.
 //!
 //! Every connector sets `TCP_NODELAY` and a connect timeout.
+//!
+//! **Timeouts per request without a timer per request** ([`within`]): on a proxy worker, the
+//! primary's and the shadow's timeouts are deadlines in per-worker FIFO queues (one per length
+//! of timeout, so each queue is in deadline order), watched by one sleeping task per worker
+//! that is re-armed only when it fires. A tokio timeout per request costs a timer-wheel insert
+//! and remove under the driver's lock, and whenever its deadline is the earliest one the driver
+//! knows (every shadow's 2 s timeout, nearly always) an eventfd write to unpark the driver and
+//! an extra `epoll_wait`. Here a request costs an allocation and a queue push; the watcher
+//! wakes about once per timeout length, or when a deadline passes.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
-use std::pin::Pin;
+use std::pin::{Pin, pin};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::Poll;
-use std::time::Duration;
+use std::task::{Poll, Waker, ready};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use futures_util::task::AtomicWaker;
 use http::{Request, Response};
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -227,9 +239,192 @@ thread_local! {
     static WORKER: Cell<Option<usize>> = const { Cell::new(None) };
 }
 
-/// Marks the current thread as proxy worker `index` (called once as the worker starts).
+/// Marks the current thread as proxy worker `index` and starts its deadline watcher (see
+/// [`within`]). Called once, inside the worker's runtime, before it serves anything.
 pub(crate) fn enter_worker(index: usize) {
     WORKER.set(Some(index));
+    tokio::spawn(watch_deadlines());
+}
+
+/// [`within`]'s answer when the time ran out.
+#[derive(Debug)]
+pub(crate) struct Elapsed;
+
+const WAITING: u8 = 0;
+const DONE: u8 = 1;
+const EXPIRED: u8 = 2;
+
+/// One bounded wait.
+#[derive(Debug)]
+struct Deadline {
+    at: Instant,
+    /// `WAITING`, `DONE` (the wait ended or was dropped) or `EXPIRED`.
+    state: AtomicU8,
+    waker: AtomicWaker,
+}
+
+/// The waits of one timeout length on one worker: started in order, so in deadline order.
+#[derive(Debug)]
+struct Queue {
+    limit: Duration,
+    waits: VecDeque<Arc<Deadline>>,
+    /// Length at which finished waits behind a long one are swept out (amortised).
+    sweep_at: usize,
+}
+
+impl Queue {
+    fn push(&mut self, d: Arc<Deadline>) {
+        // Finished waits leave from the front, so the queue stays as long as what is in
+        // flight; a long wait at the front makes the rest pile up until the sweep.
+        while self
+            .waits
+            .front()
+            .is_some_and(|f| f.state.load(Ordering::Acquire) != WAITING)
+        {
+            self.waits.pop_front();
+        }
+        if self.waits.len() >= self.sweep_at {
+            self.waits
+                .retain(|w| w.state.load(Ordering::Acquire) == WAITING);
+            self.sweep_at = (self.waits.len() * 2).max(64);
+        }
+        self.waits.push_back(d);
+    }
+}
+
+/// A worker's waits, and when its watcher wakes next.
+#[derive(Debug, Default)]
+struct Deadlines {
+    queues: Vec<Queue>,
+    /// When the watcher wakes: never later than any waiting deadline.
+    armed: Option<Instant>,
+    watcher: Option<Waker>,
+}
+
+impl Deadlines {
+    /// Expires the waits due by `now`, drops finished ones and re-arms: the earliest waiting
+    /// deadline, or for an empty queue the earliest a new wait on it could end.
+    fn expire(&mut self, now: Instant, wake: &mut Vec<Waker>) {
+        let mut next = now + Duration::from_secs(3600);
+        for q in &mut self.queues {
+            while let Some(front) = q.waits.front() {
+                let state = front.state.load(Ordering::Acquire);
+                if state == WAITING && front.at > now {
+                    break;
+                }
+                if state == WAITING
+                    && front
+                        .state
+                        .compare_exchange(WAITING, EXPIRED, Ordering::AcqRel, Ordering::Acquire)
+                        .is_ok()
+                    && let Some(w) = front.waker.take()
+                {
+                    wake.push(w);
+                }
+                q.waits.pop_front();
+            }
+            next = next.min(q.waits.front().map_or(now + q.limit, |f| f.at));
+        }
+        self.armed = Some(next);
+    }
+}
+
+thread_local! {
+    static DEADLINES: RefCell<Deadlines> = RefCell::new(Deadlines::default());
+}
+
+/// The worker's deadline watcher: one sleep, re-armed when it fires or when a wait of a new
+/// length needs it earlier.
+async fn watch_deadlines() {
+    let mut until = Instant::now() + Duration::from_secs(3600);
+    let mut sleep = pin!(tokio::time::sleep_until(until.into()));
+    let mut wake = Vec::new();
+    std::future::poll_fn(|cx| {
+        loop {
+            let armed = DEADLINES.with_borrow_mut(|d| {
+                if !d.watcher.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                    d.watcher = Some(cx.waker().clone());
+                }
+                *d.armed.get_or_insert(until)
+            });
+            if armed != until {
+                until = armed;
+                sleep.as_mut().reset(until.into());
+            }
+            ready!(sleep.as_mut().poll(cx));
+            DEADLINES.with_borrow_mut(|d| d.expire(Instant::now(), &mut wake));
+            for w in wake.drain(..) {
+                w.wake();
+            }
+        }
+    })
+    .await
+}
+
+/// Marks a wait finished however its future ends.
+struct Finished<'a>(&'a Deadline);
+
+impl Drop for Finished<'_> {
+    fn drop(&mut self) {
+        let _ = self
+            .0
+            .state
+            .compare_exchange(WAITING, DONE, Ordering::AcqRel, Ordering::Acquire);
+    }
+}
+
+/// `fut`, or [`Elapsed`] when it has not finished within `limit` (like
+/// `tokio::time::timeout`, which it falls back to off the proxy workers). The future comes
+/// pinned by the caller: taken by value, an async fn would hold it twice in its state (the
+/// argument and the pinned local), and these futures are large.
+pub(crate) async fn within<F: Future + ?Sized>(
+    limit: Duration,
+    mut fut: Pin<&mut F>,
+) -> Result<F::Output, Elapsed> {
+    if WORKER.get().is_none() {
+        return tokio::time::timeout(limit, fut).await.map_err(|_| Elapsed);
+    }
+    let deadline = Arc::new(Deadline {
+        at: Instant::now() + limit,
+        state: AtomicU8::new(WAITING),
+        waker: AtomicWaker::new(),
+    });
+    let watcher = DEADLINES.with_borrow_mut(|d| {
+        let i = match d.queues.iter().position(|q| q.limit == limit) {
+            Some(i) => i,
+            None => {
+                d.queues.push(Queue {
+                    limit,
+                    waits: VecDeque::new(),
+                    sweep_at: 64,
+                });
+                d.queues.len() - 1
+            }
+        };
+        d.queues[i].push(Arc::clone(&deadline));
+        // Only a wait of a length new to this worker can end before the watcher wakes.
+        if d.armed.is_some_and(|a| deadline.at < a) {
+            d.armed = Some(deadline.at);
+            d.watcher.clone()
+        } else {
+            None
+        }
+    });
+    if let Some(w) = watcher {
+        w.wake();
+    }
+    let _finished = Finished(&deadline);
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(v) = fut.as_mut().poll(cx) {
+            return Poll::Ready(Ok(v));
+        }
+        deadline.waker.register(cx.waker());
+        if deadline.state.load(Ordering::Acquire) == EXPIRED {
+            return Poll::Ready(Err(Elapsed));
+        }
+        Poll::Pending
+    })
+    .await
 }
 
 /// Idle lists per pool: one for threads that are not workers, the rest for workers (more
@@ -445,6 +640,70 @@ async fn exchange_on(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// On a worker: a wait ends with its future, or with `Elapsed` at its deadline, even when
+    /// a longer wait was registered first (the watcher is re-armed for the shorter length).
+    #[tokio::test]
+    async fn within_on_a_worker_ends_with_the_future_or_its_deadline() {
+        enter_worker(0);
+        // Far longer than the test may take: if the short wait below waited for this one's
+        // deadline, the outer bound would fail the test.
+        let long = tokio::spawn(async {
+            let never = pin!(std::future::pending::<()>());
+            within(Duration::from_secs(600), never).await
+        });
+        tokio::task::yield_now().await;
+        let outer = Duration::from_secs(60);
+        let short = tokio::time::timeout(
+            outer,
+            within(
+                Duration::from_millis(20),
+                pin!(std::future::pending::<()>()),
+            ),
+        )
+        .await
+        .expect("the short wait must not wait for the long one");
+        assert!(matches!(short, Err(Elapsed)));
+        assert_eq!(
+            within(Duration::from_millis(20), pin!(async { 7 }))
+                .await
+                .ok(),
+            Some(7)
+        );
+        // Many waits that finish in time leave nothing behind to expire.
+        for i in 0..200 {
+            let got = within(Duration::from_millis(5), pin!(async { i })).await;
+            assert_eq!(got.ok(), Some(i));
+        }
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        let waiting = DEADLINES.with_borrow(|d| {
+            d.queues
+                .iter()
+                .flat_map(|q| q.waits.iter())
+                .filter(|w| w.state.load(Ordering::Acquire) == WAITING)
+                .count()
+        });
+        assert_eq!(waiting, 1, "only the long wait is still waiting");
+        long.abort();
+    }
+
+    /// Off the workers it is tokio's timeout.
+    #[test]
+    fn within_off_a_worker_falls_back_to_tokio() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let r = within(
+                Duration::from_millis(10),
+                pin!(std::future::pending::<()>()),
+            )
+            .await;
+            assert!(matches!(r, Err(Elapsed)));
+            assert!(DEADLINES.with_borrow(|d| d.queues.is_empty()));
+        });
+    }
 
     #[test]
     fn reasons_name_the_failure() {
