@@ -888,8 +888,15 @@ pub(crate) fn write_json_string(text: &str, out: &mut String) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     out.push('"');
     let bytes = text.as_bytes();
+    // Most strings need no escape at all: find the first byte that might, 8 bytes a step.
+    let plain = plain_run(bytes);
+    if plain == bytes.len() {
+        out.push_str(text);
+        out.push('"');
+        return;
+    }
     let mut chunk = 0;
-    for (i, &b) in bytes.iter().enumerate() {
+    for (i, &b) in bytes.iter().enumerate().skip(plain) {
         let esc: &str = match b {
             b'"' => "\\\"",
             b'\\' => "\\\\",
@@ -1440,8 +1447,7 @@ pub(crate) fn fingerprint(key: &str) -> u64 {
 }
 
 /// String equality without a call into `memcmp` for the short keys and values JSON is made
-/// of: up to 32 bytes compare as two overlapping 16- or 8-byte blocks, shorter ones byte by
-/// byte.
+/// of: up to 32 bytes compare as two overlapping 16-, 8-, 4- or 2-byte blocks.
 #[inline(always)]
 pub(crate) fn same_text(a: &str, b: &str) -> bool {
     let (a, b) = (a.as_bytes(), b.as_bytes());
@@ -1457,10 +1463,16 @@ pub(crate) fn same_text(a: &str, b: &str) -> bool {
             _ => a == b,
         };
     }
-    match (a.first_chunk::<8>(), b.first_chunk::<8>()) {
-        (Some(ha), Some(hb)) => ha == hb && a.last_chunk::<8>() == b.last_chunk::<8>(),
-        _ => a.iter().zip(b).all(|(x, y)| x == y),
+    if let (Some(ha), Some(hb)) = (a.first_chunk::<8>(), b.first_chunk::<8>()) {
+        return ha == hb && a.last_chunk::<8>() == b.last_chunk::<8>();
     }
+    if let (Some(ha), Some(hb)) = (a.first_chunk::<4>(), b.first_chunk::<4>()) {
+        return ha == hb && a.last_chunk::<4>() == b.last_chunk::<4>();
+    }
+    if let (Some(ha), Some(hb)) = (a.first_chunk::<2>(), b.first_chunk::<2>()) {
+        return ha == hb && a.last_chunk::<2>() == b.last_chunk::<2>();
+    }
+    a.first() == b.first()
 }
 
 const LOW: u64 = 0x0101_0101_0101_0101;
