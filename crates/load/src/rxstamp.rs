@@ -202,6 +202,10 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let server = std::thread::spawn(move || {
             let (mut s, _) = listener.accept().unwrap();
+            // Answer only once asked, as a gateway does: stamping is on by then (a segment
+            // that arrived before the option was set carries no stamp).
+            let mut ask = [0u8; 2];
+            std::io::Read::read_exact(&mut s, &mut ask).unwrap();
             s.write_all(b"hello").unwrap();
             // Kept open until the client has read.
             let mut b = [0u8; 1];
@@ -215,6 +219,7 @@ mod tests {
             None,
             "no stamp before a read"
         );
+        s.write_all(b"go").await.unwrap();
         // Block this (current-thread) runtime: the answer waits in the socket meanwhile.
         std::thread::sleep(Duration::from_millis(150));
         let mut buf = [0u8; 5];
