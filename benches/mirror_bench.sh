@@ -8,6 +8,8 @@
 #   mirror-noshadow   the same proxy hop with sampling at 0 % (what the hop alone costs)
 #   nginx             load generator -> nginx 1.22 (`mirror /m;`, keepalive upstreams, one
 #                     worker, no master process) -> primary (+ mirror -> candidate)
+#   nginx-plain       the same nginx without `mirror` (healthy rounds only): what a plain
+#                     proxy hop costs on this box, the floor for any mirroring proxy
 #
 # Fixed rates (RATES, default 2000 and 5000 req/s) use `shadowgate load` (open model, latency
 # from the intended send time, 32 connections); the max rate uses wrk (closed model, -c32).
@@ -137,9 +139,11 @@ start_mirror() {
     ADMIN_URL="$(head -1 "$dir.log" | grep -o 'admin http://[0-9.:]*' | sed 's/admin //')"
 }
 
-# start_nginx CANDIDATE_URL : sets PROXY_URL, PROXY_PID.
+# start_nginx CANDIDATE_URL [plain] : sets PROXY_URL, PROXY_PID. With "plain", no `mirror`
+# (nginx as a plain reverse proxy: what any proxy hop costs on this box).
 start_nginx() {
-    local cand="${1#http://}" prim="${PRIMARY#http://}"
+    local cand="${1#http://}" prim="${PRIMARY#http://}" mirror_line="mirror /m;"
+    [[ "${2:-}" == plain ]] && mirror_line=""
     local dir="$OUT/nginx-$RANDOM$RANDOM"
     mkdir -p "$dir/logs" "$dir/tmp"
     local port
@@ -163,7 +167,7 @@ http {
     server {
         listen 127.0.0.1:$port;
         location / {
-            mirror /m;
+            $mirror_line
             proxy_pass http://primary;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
@@ -287,6 +291,11 @@ round() {
         start_nginx "$cand_nginx"
         fixed "$case" nginx "$PROXY_URL" "$rate" "$run" "$cand_nginx"
         stop_proxy
+        if [[ "$case" == healthy ]]; then
+            start_nginx "$cand_nginx" plain
+            fixed "$case" nginx-plain "$PROXY_URL" "$rate" "$run"
+            stop_proxy
+        fi
     done
     maxrate "$case" direct "$PRIMARY" "$run"
     start_mirror "$cand"
@@ -402,7 +411,7 @@ for case, rate in cases:
     base = groups.get((case, rate, "direct"))
     b50 = med([num(r[1]) for r in base]) if base else None
     b99 = med([num(r[2]) for r in base]) if base else None
-    for target in ("direct", "mirror-noshadow", "mirror", "nginx"):
+    for target in ("direct", "mirror-noshadow", "mirror", "nginx-plain", "nginx"):
         g = groups.get((case, rate, target))
         if not g:
             continue
