@@ -81,6 +81,7 @@ row = [
     us(l.get("p50_ns")), us(l.get("p99_ns")),
     f"{100 * cpu / elapsed:.0f}%", f"{1e6 * cpu / max(sent, 1):.1f}",
     us(cal.get("p50_ns")), us(cal.get("p99_ns")),
+    us((m.get("receive_delay") or {}).get("p50_ns")),
     "yes" if m["generator_limited"] else "no",
 ]
 print("| " + " | ".join(row) + " |")
@@ -91,6 +92,6 @@ PY
 }
 
 header() {
-    echo "| target req/s | achieved/target | P50 µs (intended) | P99 µs | P99.9 µs | P50 µs (actual) | P99 µs | lateness P50 µs | P99 µs | generator CPU (of one core) | CPU µs/request | floor P50 µs | floor P99 µs | generator-limited |"
-    echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    echo "| target req/s | achieved/target | P50 µs (intended) | P99 µs | P99.9 µs | P50 µs (actual) | P99 µs | lateness P50 µs | P99 µs | generator CPU (of one core) | CPU µs/request | floor P50 µs | floor P99 µs | read after arrival P50 µs | generator-limited |"
+    echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 }
