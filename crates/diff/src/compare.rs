@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use similar::{Algorithm, DiffTag, capture_diff_slices};
 
-use crate::doc::{Arena, Doc, Entry, NO_SHAPE, Node, SMALL_OBJECT, same_text};
+use crate::doc::{Arena, Doc, Entry, NO_SHAPE, Node, SMALL_OBJECT, relifetime, same_text};
 use crate::labels::{Label, label_pair};
 use crate::normalize::KeySpec;
 use crate::pointer::{PathPattern, Seg, escape_into, write_pointer};
@@ -252,6 +252,8 @@ pub struct Comparer {
     signatures: Vec<(u64, Kind, String, Signature)>,
     /// Buffers of keyed-array matching.
     keyed: KeyedScratch,
+    /// Buffers of the walk.
+    walk: WalkScratch,
     /// What the last comparison's body differences learnt from their path shapes (slots
     /// reused; emptied at the start of each comparison).
     sites: Vec<Site>,
@@ -318,6 +320,15 @@ struct KeyedScratch {
     keyless_b: Vec<usize>,
 }
 
+/// Reused buffers of [`Walk`], kept between comparisons at a `'static` placeholder
+/// lifetime (emptied and retyped, see [`relifetime`]).
+#[derive(Debug, Default)]
+struct WalkScratch {
+    stack: Vec<Seg<'static>>,
+    notes: Vec<Note<'static, 'static>>,
+    detail: String,
+}
+
 /// How many signatures [`Comparer`] remembers.
 const SIGNATURE_CACHE: usize = 32;
 
@@ -360,6 +371,7 @@ impl Comparer {
             pool: &mut self.pool,
             signatures: &mut self.signatures,
             keyed: &mut self.keyed,
+            walk: &mut self.walk,
             sites: &mut self.sites,
             sites_used: 0,
             shape_classes: !route
@@ -395,6 +407,7 @@ struct Sink<'r, 'o> {
     pool: &'o mut Vec<Difference>,
     signatures: &'o mut Vec<(u64, Kind, String, Signature)>,
     keyed: &'o mut KeyedScratch,
+    walk: &'o mut WalkScratch,
     /// This comparison's sites (`..sites_used`), then spare slots.
     sites: &'o mut Vec<Site>,
     sites_used: usize,
@@ -820,14 +833,15 @@ impl Sink<'_, '_> {
     fn bodies(&mut self, p: &Body<'_>, c: &Body<'_>, pb: &[u8], cb: &[u8]) {
         match (p, c) {
             (Body::Json(pd), Body::Json(cd)) => {
+                let scratch = std::mem::take(self.walk);
                 let mut walk = Walk {
                     sink: self,
                     p: pd,
                     c: cd,
-                    stack: Vec::with_capacity(16),
-                    notes: Vec::new(),
+                    stack: relifetime(scratch.stack),
+                    notes: relifetime(scratch.notes),
                     detail_ready: false,
-                    detail: String::new(),
+                    detail: scratch.detail,
                     matching: Matching {
                         shapes: (NO_SHAPE, NO_SHAPE),
                         found: [NO_MATCH; SMALL_OBJECT],
@@ -835,6 +849,17 @@ impl Sink<'_, '_> {
                     },
                 };
                 walk.value(pd.root(), cd.root());
+                let Walk {
+                    stack,
+                    notes,
+                    detail,
+                    ..
+                } = walk;
+                *self.walk = WalkScratch {
+                    stack: relifetime(stack),
+                    notes: relifetime(notes),
+                    detail,
+                };
             }
             (Body::Empty, Body::Empty) => {}
             (Body::Json(_), Body::Empty) => {
@@ -925,6 +950,7 @@ fn last_key<'p>(path: &[Seg<'p>]) -> Option<&'p str> {
 
 /// The note added to differences inside a keyed array element: which key, and where its
 /// value is.
+#[derive(Debug)]
 struct Note<'v, 'd> {
     key: &'v KeySpec,
     doc: &'v Doc<'d>,

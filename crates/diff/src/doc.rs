@@ -139,7 +139,7 @@ pub(crate) struct Arena {
 /// allocation: std collects a `vec::IntoIter` adapter back into the source buffer when the
 /// element layouts match, which they do for one type at two lifetimes. If that optimization
 /// ever stopped applying, this would merely allocate.
-fn relifetime<T, U>(v: Vec<T>) -> Vec<U> {
+pub(crate) fn relifetime<T, U>(v: Vec<T>) -> Vec<U> {
     v.into_iter().filter_map(|_| None).collect()
 }
 
