@@ -3,8 +3,10 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::pin::pin;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, OnceLock};
+use std::task::Poll;
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -508,25 +510,45 @@ async fn serve_connection(
         // The primary's Date (or its absence) passes through as it was.
         .auto_date_header(false)
         .serve_connection(TokioIo::new(stream), svc);
-    tokio::pin!(conn);
+    let mut conn = pin!(conn);
     let mut upstreams: FuturesUnordered<Driver> = FuturesUnordered::new();
     let mut shadows: FuturesUnordered<Driver> = FuturesUnordered::new();
+    // Made once and polled once to register: a `select!` loop would make (and register,
+    // under the channel's lock) a new `changed()` future on every wake-up, several per
+    // request. After that a plain version check says when it is worth polling again.
+    let probe = shutdown.clone();
+    let mut stop = pin!(shutdown.changed());
+    let mut registered = false;
     let mut closing = false;
-    loop {
-        tokio::select! {
-            _ = conn.as_mut() => break,
-            Some(w) = rx.recv() => match w {
-                Work::Upstream(d) => upstreams.push(d),
-                Work::Shadow(d) => shadows.push(d),
-            },
-            Some(()) = upstreams.next(), if !upstreams.is_empty() => {}
-            Some(()) = shadows.next(), if !shadows.is_empty() => {}
-            _ = shutdown.changed(), if !closing => {
-                closing = true;
-                conn.as_mut().graceful_shutdown();
+    // Every part is polled on every wake-up, in a fixed order, until the client connection
+    // ends: the client connection, then the work it queued (a new primary connection, a
+    // shadow exchange), then the primary connection and the shadows.
+    std::future::poll_fn(|cx| {
+        loop {
+            if conn.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(());
             }
+            while let Poll::Ready(Some(w)) = rx.poll_recv(cx) {
+                match w {
+                    Work::Upstream(d) => upstreams.push(d),
+                    Work::Shadow(d) => shadows.push(d),
+                }
+            }
+            while let Poll::Ready(Some(())) = upstreams.poll_next_unpin(cx) {}
+            while let Poll::Ready(Some(())) = shadows.poll_next_unpin(cx) {}
+            if closing || (registered && !probe.has_changed().unwrap_or(true)) {
+                return Poll::Pending;
+            }
+            registered = true;
+            if stop.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            // Stop taking requests; the connection is polled again to act on it.
+            closing = true;
+            conn.as_mut().graceful_shutdown();
         }
-    }
+    })
+    .await;
     // The primary connections go with the client's; the shadows are finished elsewhere.
     // Closed first: anything fired later (a body dropped with the connection) is spawned.
     drop(upstreams);
