@@ -24,6 +24,11 @@ const HOP_BY_HOP: [HeaderName; 8] = [
 
 /// Removes hop-by-hop fields, including every field the `Connection` header names.
 pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // Most messages carry none: one pass over the names is cheaper than a hashed lookup and
+    // removal per hop-by-hop name (twice per request).
+    if !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
+        return;
+    }
     if let Some(conn) = headers.get(header::CONNECTION) {
         // Allocates only when `Connection` names a real field (not `close`/`keep-alive`).
         let mut named: Vec<HeaderName> = Vec::new();
@@ -76,14 +81,17 @@ pub(crate) fn add_forwarded_for(headers: &mut HeaderMap, client: &HeaderValue) {
 
 /// Whether the response is an event stream (passed through, never buffered).
 pub(crate) fn is_event_stream(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| {
-            ct.split(';')
-                .next()
-                .is_some_and(|t| t.trim().eq_ignore_ascii_case("text/event-stream"))
-        })
+    headers.get(header::CONTENT_TYPE).is_some_and(|v| {
+        // The media type, before any parameters (bytes: no UTF-8 check per response).
+        let ct = v.as_bytes();
+        let media = ct
+            .iter()
+            .position(|&b| b == b';')
+            .map_or(ct, |end| &ct[..end]);
+        media
+            .trim_ascii()
+            .eq_ignore_ascii_case(b"text/event-stream")
+    })
 }
 
 #[cfg(test)]
@@ -120,6 +128,21 @@ mod tests {
     }
 
     #[test]
+    fn messages_without_hop_by_hop_fields_are_left_alone() {
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, HeaderValue::from_static("a"));
+        h.insert("x-keep", HeaderValue::from_static("1"));
+        h.append("x-keep", HeaderValue::from_static("2"));
+        let before = h.clone();
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h, before);
+        // A custom hop-by-hop name alone still triggers the strip.
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h, before);
+    }
+
+    #[test]
     fn forwarded_for_appends() {
         let ip = HeaderValue::from_static("127.0.0.1");
         let mut h = HeaderMap::new();
@@ -142,6 +165,16 @@ mod tests {
             HeaderValue::from_static("Text/Event-Stream; charset=utf-8"),
         );
         assert!(is_event_stream(&h));
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(" text/event-stream "),
+        );
+        assert!(is_event_stream(&h));
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/event-streams"),
+        );
+        assert!(!is_event_stream(&h));
         h.insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
