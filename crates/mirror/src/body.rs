@@ -72,8 +72,6 @@ impl Body for ReqBody {
 }
 
 /// A response body on its way to the client.
-// `Tee` is nearly every response: boxing it would cost an allocation per request.
-#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub(crate) enum RespBody {
     /// The primary's body, passed through (and copied for the comparison when shadowed).

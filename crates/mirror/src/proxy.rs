@@ -253,7 +253,7 @@ pub(crate) async fn handle(
             );
             None
         }
-        Some(request) => Some(Capture {
+        Some(request) => Some(Box::new(Capture {
             request,
             work: ctx.link.work().clone(),
             headers: rparts.headers.clone(),
@@ -261,7 +261,7 @@ pub(crate) async fn handle(
             size: 0,
             // A declared length over the limit: do not even start copying.
             over: rbody.size_hint().lower() > shared.body_limit as u64,
-        }),
+        })),
         None => None,
     };
     let pending = Pending {
@@ -329,7 +329,9 @@ pub(crate) struct Pending {
     sse: bool,
     shard: u64,
     seq: u64,
-    capture: Option<Capture>,
+    /// Boxed: the answer's body (and so this) is moved several times on its way to the
+    /// client, on every request; a mirrored one pays an allocation instead.
+    capture: Option<Box<Capture>>,
     /// An event stream's copy to the comparison (dropped with the stream: the client left).
     tap: Option<crate::sse::Tap>,
 }
@@ -387,6 +389,7 @@ impl Pending {
             over_limit(&shared, &handles, "primary's");
             return;
         }
+        let c = *c;
         let chunks = c.chunks;
         shared.shadow.fire(
             ShadowJob {

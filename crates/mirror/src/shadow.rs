@@ -486,7 +486,9 @@ impl Shadow {
                         job.request.body.clone(),
                     );
                     Some(match req {
-                        Some(req) => send(c, req, self.timeout, self.body_limit).await,
+                        // Boxed: only with a secondary, and inline it would double the
+                        // size of every shadow future (allocated and copied per request).
+                        Some(req) => Box::pin(send(c, req, self.timeout, self.body_limit)).await,
                         None => (Err(Failure::Untranslatable), Duration::ZERO),
                     })
                 }

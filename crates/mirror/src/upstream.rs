@@ -568,7 +568,8 @@ impl ShadowPool {
                 Some(p) => p,
                 None => {
                     fresh = true;
-                    self.connect().await?
+                    // Boxed: rare, and large inline in every exchange's future.
+                    Box::pin(self.connect()).await?
                 }
             };
             let mut conn_done = false;
