@@ -10,7 +10,7 @@ use similar::{Algorithm, DiffTag, capture_diff_slices};
 use crate::doc::{Arena, Doc, Entry, NO_SHAPE, Node, SMALL_OBJECT, relifetime, same_text};
 use crate::labels::{Label, label_pair};
 use crate::normalize::KeySpec;
-use crate::pointer::{PathPattern, Seg, escape_into, write_pointer};
+use crate::pointer::{PathPattern, Seg, escape_into, push_usize, write_pointer};
 use crate::redact::Redactor;
 use crate::route::generalize_path;
 use crate::rules::{ArrayMode, CompareRules, Limits, RuleSet};
@@ -307,6 +307,26 @@ impl Site {
         }
         true
     }
+
+    /// Writes the JSON Pointer of `path`, a path of this site's shape, into `out`: the
+    /// pattern's runs of verbatim keys with the indices written in.
+    fn write_path(&self, path: &[Seg<'_>], out: &mut String) {
+        out.clear();
+        let (mut copied, mut at) = (0, 0);
+        for seg in path {
+            match *seg {
+                Seg::Key(k) => at += 1 + k.len(),
+                Seg::Index(i) => {
+                    out.push_str(self.pattern.get(copied..at).unwrap_or_default());
+                    out.push('/');
+                    push_usize(out, i);
+                    at += 2;
+                    copied = at;
+                }
+            }
+        }
+        out.push_str(self.pattern.get(copied..).unwrap_or_default());
+    }
 }
 
 /// Reused buffers of [`Walk::keyed`] (a nested keyed array finds them taken and allocates).
@@ -449,11 +469,21 @@ fn headers_equal(p: &[(&str, &[u8])], c: &[(&str, &[u8])], name: &str) -> bool {
     matches!((single_header(p, name), single_header(c, name)), (Some(a), Some(b)) if a == b)
 }
 
+/// `name.trim()`, without the Unicode scan from both ends for the usual name that starts
+/// and ends with a visible ASCII character (then no whitespace can be trimmed: a multi-byte
+/// character never starts or ends with an ASCII byte).
+fn trim_name(name: &str) -> &str {
+    match (name.as_bytes().first(), name.as_bytes().last()) {
+        (Some(a), Some(b)) if a.is_ascii_graphic() && b.is_ascii_graphic() => name,
+        _ => name.trim(),
+    }
+}
+
 /// `Some(None)`: absent; `Some(Some(v))`: present once; `None`: repeated.
 fn single_header<'h>(headers: &[(&str, &'h [u8])], name: &str) -> Option<Option<&'h [u8]>> {
     let mut found = None;
     for (n, v) in headers {
-        if n.trim().eq_ignore_ascii_case(name) {
+        if trim_name(n).eq_ignore_ascii_case(name) {
             if found.is_some() {
                 return None;
             }
@@ -467,7 +497,7 @@ fn single_header<'h>(headers: &[(&str, &'h [u8])], name: &str) -> Option<Option<
 fn header_value(headers: &[(&str, &[u8])], name: &str) -> Option<String> {
     let mut out: Option<String> = None;
     for (n, v) in headers {
-        if n.trim().eq_ignore_ascii_case(name) {
+        if trim_name(n).eq_ignore_ascii_case(name) {
             let text = String::from_utf8_lossy(v);
             match &mut out {
                 Some(s) => {
@@ -692,7 +722,6 @@ impl Sink<'_, '_> {
         };
         let (pv, cv) = (prepare(p), prepare(c));
         let d = &mut self.diffs[i];
-        write_pointer(&mut d.path, path, false);
         d.kind = kind;
         d.primary = pv;
         d.candidate = cv;
@@ -702,7 +731,7 @@ impl Sink<'_, '_> {
         set_detail(&mut d.detail, detail);
     }
 
-    /// Writes the pattern of a body difference at `path` into difference `i` and returns its
+    /// Writes the path and pattern of a body difference at `path` into difference `i` and returns its
     /// class (before labels), whether a key on the path is secret, and its signature: from
     /// this comparison's sites when an alike difference came before, else computed (and
     /// kept).
@@ -714,6 +743,7 @@ impl Sink<'_, '_> {
             let d = &mut self.diffs[i];
             d.pattern.clear();
             d.pattern.push_str(&site.pattern);
+            site.write_path(path, &mut d.path);
             let class = if self.shape_classes {
                 site.class
             } else {
@@ -762,7 +792,9 @@ impl Sink<'_, '_> {
             site.secret = secret;
             self.sites_used += 1;
         }
-        self.diffs[i].pattern = pattern;
+        let d = &mut self.diffs[i];
+        d.pattern = pattern;
+        write_pointer(&mut d.path, path, false);
         (class, secret, signature)
     }
 
@@ -2219,6 +2251,11 @@ mod tests {
                     &format!("{{{}}}", whole_c.join(",")),
                 );
                 prop_assert_eq!(whole.differences, alone);
+            }
+
+            #[test]
+            fn trim_name_is_trim(name in "\\s?[ -~\u{a0}\u{2003}é]{0,6}\\s?") {
+                prop_assert_eq!(trim_name(&name), name.trim());
             }
 
             #[test]
