@@ -1019,6 +1019,19 @@ struct Matching {
 /// [`Matching::found`] of a primary member the candidate lacks (or a dead slot).
 const NO_MATCH: u8 = u8::MAX;
 
+/// Whether nodes `i` of `p` and `j` of `c` are equal scalars ([`Walk::value`] would find
+/// nothing there); `false` for containers and unequal scalars.
+#[inline(always)]
+fn same_scalar(p: &Doc<'_>, i: u32, c: &Doc<'_>, j: u32) -> bool {
+    match (p.node(i), c.node(j)) {
+        (Node::Str(x), Node::Str(y)) => same_text(p.text(x), c.text(y)),
+        (Node::Num(x), Node::Num(y)) => x.same(y),
+        (Node::Bool(x), Node::Bool(y)) => x == y,
+        (Node::Null, Node::Null) => true,
+        _ => false,
+    }
+}
+
 /// The live member of `key` among a candidate object's entries: first at `slot` (the
 /// primary member's own slot), then by a scan.
 fn match_slot(c: &Doc<'_>, c_entries: &[Entry<'_>], slot: usize, key: &str) -> Option<usize> {
@@ -1218,10 +1231,18 @@ impl<'r: 'v, 'v, 'd> Walk<'_, 'r, '_, 'v, 'd> {
             if !e.live {
                 continue;
             }
+            let cv = match found[slot] {
+                NO_MATCH => None,
+                j => Some(c_entries[usize::from(j)].val),
+            };
+            // Most members are equal scalars: settled here, without a call.
+            if cv.is_some_and(|cv| same_scalar(p, e.val, c, cv)) {
+                continue;
+            }
             self.stack.push(Seg::Key(p.text(e.key)));
-            match found[slot] {
-                NO_MATCH => self.emit(Kind::Missing, Some(e.val), None),
-                j => self.value(e.val, c_entries[usize::from(j)].val),
+            match cv {
+                None => self.emit(Kind::Missing, Some(e.val), None),
+                Some(cv) => self.value(e.val, cv),
             }
             self.stack.pop();
         }
