@@ -10,8 +10,9 @@ pub(crate) static X_SHADOWGATE_SHADOW: HeaderName = HeaderName::from_static("x-s
 
 /// Fields that belong to one connection and are never forwarded: the ones RFC 9110 §7.6.1
 /// names, plus the proxy-authentication pair, which is meant for this hop (the mirror takes no
-/// proxy credentials, so it neither uses nor forwards them).
-const HOP_BY_HOP: [HeaderName; 8] = [
+/// proxy credentials, so it neither uses nor forwards them). A `static`: a `const` array would
+/// be built and dropped at every use.
+static HOP_BY_HOP: [HeaderName; 8] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -22,11 +23,27 @@ const HOP_BY_HOP: [HeaderName; 8] = [
     header::PROXY_AUTHORIZATION,
 ];
 
+/// Whether `name` is one of [`HOP_BY_HOP`] (a match on the lowercase name: no header values
+/// built or compared).
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "te"
+            | "transfer-encoding"
+            | "upgrade"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+    )
+}
+
 /// Removes hop-by-hop fields, including every field the `Connection` header names.
 pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
     // Most messages carry none: one pass over the names is cheaper than a hashed lookup and
     // removal per hop-by-hop name (twice per request).
-    if !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
+    if !headers.keys().any(is_hop_by_hop) {
         return;
     }
     if let Some(conn) = headers.get(header::CONNECTION) {
@@ -125,6 +142,16 @@ mod tests {
         strip_hop_by_hop(&mut h);
         let left: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
         assert_eq!(left, vec!["content-type", "content-length"]);
+    }
+
+    #[test]
+    fn the_name_match_agrees_with_the_list() {
+        for name in &HOP_BY_HOP {
+            assert!(is_hop_by_hop(name), "{name}");
+        }
+        assert!(!is_hop_by_hop(&header::HOST));
+        assert!(!is_hop_by_hop(&X_FORWARDED_FOR));
+        assert!(!is_hop_by_hop(&HeaderName::from_static("x-upgrade")));
     }
 
     #[test]
