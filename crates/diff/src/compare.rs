@@ -13,7 +13,7 @@ use crate::normalize::KeySpec;
 use crate::pointer::{PathPattern, Seg, escape_into, push_usize, write_pointer};
 use crate::redact::Redactor;
 use crate::route::generalize_path;
-use crate::rules::{ArrayMode, CompareRules, Limits, RuleSet};
+use crate::rules::{ArrayMode, CompareRules, Identity, Limits, RuleSet};
 use crate::text::{cap, diff_text};
 use crate::value::Fnv;
 
@@ -254,17 +254,33 @@ pub struct Comparer {
     keyed: KeyedScratch,
     /// Buffers of the walk.
     walk: WalkScratch,
-    /// What the last comparison's body differences learnt from their path shapes (slots
-    /// reused; emptied at the start of each comparison).
-    sites: Vec<Site>,
+    /// What body differences learnt from their path shapes, under one rule set.
+    sites: Sites,
 }
 
-/// What the shape of a body difference's path decides on its own — pattern, signature,
-/// class from the ignore and noise patterns, secrecy — kept for the alike differences that
-/// follow in the same comparison (the same field in every element of a list). Kept only for
-/// the length of one comparison, so it can never outlive the rules it was computed under.
+/// The [`Site`]s learnt under one rule set. A comparison under another rule set empties
+/// them first: the owner's identity is held here, so no other rule set can ever have it.
+#[derive(Debug, Default)]
+struct Sites {
+    owner: Option<Identity>,
+    /// Live sites (`..live`), then spare slots.
+    list: Vec<Site>,
+    live: usize,
+    /// The slot the next new site replaces once [`MAX_SITES`] are live.
+    next: usize,
+}
+
+/// What the shape of a body difference's path decides on its own, for one route of one
+/// rule set and one signature base (method and route template) — pattern, signature, class
+/// from the ignore and noise patterns, secrecy — kept for the alike differences that follow
+/// (the same field in every element of a list, the same route request after request).
 #[derive(Debug)]
 struct Site {
+    /// Index of the route in the rule set (`usize::MAX`: the defaults).
+    route: usize,
+    /// The signature base (FNV-1a state after method and route template): equal bases give
+    /// equal signatures for equal patterns and kinds.
+    base: u64,
     kind: Kind,
     /// Per path segment: [`INDEX_SEG`] for an array index, else the key's length; the keys
     /// themselves are in `pattern`, verbatim (a path whose keys need escaping is not kept).
@@ -281,14 +297,18 @@ struct Site {
 /// [`Site::segs`] for an array index (no key is 4 GiB long).
 const INDEX_SEG: u32 = u32::MAX;
 
-/// How many sites one comparison keeps: beyond that, differences are built without.
-const MAX_SITES: usize = 16;
+/// How many sites a comparer keeps: beyond that, a new site replaces an old one.
+const MAX_SITES: usize = 32;
 
 impl Site {
-    /// Whether `path` has exactly this site's shape: the same keys at the same depths and
-    /// array indices (any) at the same depths.
-    fn matches(&self, kind: Kind, path: &[Seg<'_>]) -> bool {
-        if self.kind != kind || self.segs.len() != path.len() {
+    /// Whether this site is for `route`, `base` and `kind`, and `path` has exactly its shape:
+    /// the same keys at the same depths and array indices (any) at the same depths.
+    fn matches(&self, route: usize, base: u64, kind: Kind, path: &[Seg<'_>]) -> bool {
+        if self.base != base
+            || self.kind != kind
+            || self.route != route
+            || self.segs.len() != path.len()
+        {
             return false;
         }
         let mut at = 0;
@@ -367,7 +387,18 @@ impl Comparer {
         out.truncated = false;
         out.method
             .extend(exchange.method.chars().map(|c| c.to_ascii_uppercase()));
-        let route = rules.route_for(exchange.method, exchange.path);
+        let route_index = rules.route_index(exchange.method, exchange.path);
+        let route = rules.route_at(route_index);
+        if !self
+            .sites
+            .owner
+            .as_ref()
+            .is_some_and(|o| o.same(rules.identity()))
+        {
+            self.sites.owner = Some(rules.identity().clone());
+            self.sites.live = 0;
+            self.sites.next = 0;
+        }
         match route.rule {
             Some(rule) => out.route.push_str(rule.template().as_str()),
             None => generalize_path(exchange.path, &mut out.route),
@@ -393,7 +424,7 @@ impl Comparer {
             keyed: &mut self.keyed,
             walk: &mut self.walk,
             sites: &mut self.sites,
-            sites_used: 0,
+            route_key: route_index.unwrap_or(usize::MAX),
             shape_classes: !route
                 .compare
                 .ignore
@@ -428,9 +459,9 @@ struct Sink<'r, 'o> {
     signatures: &'o mut Vec<(u64, Kind, String, Signature)>,
     keyed: &'o mut KeyedScratch,
     walk: &'o mut WalkScratch,
-    /// This comparison's sites (`..sites_used`), then spare slots.
-    sites: &'o mut Vec<Site>,
-    sites_used: usize,
+    sites: &'o mut Sites,
+    /// Index of the route in the rule set (`usize::MAX`: the defaults).
+    route_key: usize,
     /// No ignore or noise pattern names an array index, so a site's class holds for every
     /// path of its shape.
     shape_classes: bool,
@@ -731,14 +762,15 @@ impl Sink<'_, '_> {
         set_detail(&mut d.detail, detail);
     }
 
-    /// Writes the path and pattern of a body difference at `path` into difference `i` and returns its
-    /// class (before labels), whether a key on the path is secret, and its signature: from
-    /// this comparison's sites when an alike difference came before, else computed (and
-    /// kept).
+    /// Writes the path and pattern of a body difference at `path` into difference `i` and
+    /// returns its class (before labels), whether a key on the path is secret, and its
+    /// signature: from a site when an alike difference came before (in this comparison or an
+    /// earlier one under the same rule set), else computed (and kept).
     fn site(&mut self, i: usize, path: &[Seg<'_>], kind: Kind) -> (Class, bool, Signature) {
-        if let Some(site) = self.sites[..self.sites_used]
+        let (route, base) = (self.route_key, self.sig_base.finish());
+        if let Some(site) = self.sites.list[..self.sites.live]
             .iter()
-            .find(|s| s.matches(kind, path))
+            .find(|s| s.matches(route, base, kind, path))
         {
             let d = &mut self.diffs[i];
             d.pattern.clear();
@@ -767,9 +799,19 @@ impl Sink<'_, '_> {
                     Seg::Index(_) => 2,
                 })
                 .sum::<usize>();
-        if verbatim && self.sites_used < MAX_SITES {
-            if self.sites_used == self.sites.len() {
-                self.sites.push(Site {
+        if verbatim {
+            let sites = &mut *self.sites;
+            let slot = if sites.live < MAX_SITES {
+                sites.live += 1;
+                sites.live - 1
+            } else {
+                sites.next = (sites.next + 1) % MAX_SITES;
+                sites.next
+            };
+            if slot == sites.list.len() {
+                sites.list.push(Site {
+                    route,
+                    base,
                     kind,
                     segs: Vec::new(),
                     pattern: String::new(),
@@ -778,7 +820,9 @@ impl Sink<'_, '_> {
                     secret,
                 });
             }
-            let site = &mut self.sites[self.sites_used];
+            let site = &mut sites.list[slot];
+            site.route = route;
+            site.base = base;
             site.kind = kind;
             site.segs.clear();
             site.segs.extend(path.iter().map(|s| match s {
@@ -790,7 +834,6 @@ impl Sink<'_, '_> {
             site.signature = signature;
             site.class = class;
             site.secret = secret;
-            self.sites_used += 1;
         }
         let d = &mut self.diffs[i];
         d.pattern = pattern;
@@ -2140,6 +2183,69 @@ mod tests {
                 ("/1/a~01b", "/*/a~01b")
             ]
         );
+    }
+
+    /// A comparer keeps what path shapes decided across comparisons, per route and per
+    /// signature base, under the rule set it learnt it from: it must always give what a
+    /// fresh comparer gives, whichever rules, route or path comes next.
+    #[test]
+    fn a_reused_comparer_keeps_sites_only_for_their_rules() {
+        let make = |ignore: &str, secret: &str| {
+            rules(json!({
+                "redact": {"fields": [secret]},
+                "routes": [
+                    {"template": "/a", "ignore": [ignore]},
+                    {"template": "/b", "noise": ["/*/x"]}
+                ]
+            }))
+        };
+        let p = json!([{"x": 1, "y": 1, "z": 1}, {"x": 1, "y": 1, "z": 1}]).to_string();
+        let c = json!([{"x": 2, "y": 2, "z": 2}, {"x": 2, "y": 2, "z": 2}]).to_string();
+        let mut comparer = Comparer::new();
+        let mut out = Comparison::default();
+        let mut check = |r: &RuleSet, path: &str| {
+            let ex = Exchange {
+                method: "GET",
+                path,
+                request_body: b"",
+                primary: Response {
+                    status: 200,
+                    headers: JSON,
+                    body: p.as_bytes(),
+                },
+                candidate: Response {
+                    status: 200,
+                    headers: JSON,
+                    body: c.as_bytes(),
+                },
+            };
+            comparer.compare(r, &ex, &mut out);
+            assert_eq!(out, compare(r, &ex), "rules {r:?} path {path}");
+            out.differences
+                .iter()
+                .map(|d| (d.class, d.signature))
+                .collect::<Vec<_>>()
+        };
+        let first = make("/*/x", "y");
+        let second = make("/*/y", "z");
+        let a = check(&first, "/a");
+        assert_eq!(a[0].0, Class::Ignored);
+        assert_ne!(check(&first, "/b"), a);
+        assert_ne!(check(&first, "/c/1"), check(&first, "/d/1"));
+        assert_eq!(check(&first, "/a"), a);
+        assert_ne!(check(&second, "/a"), a);
+        assert_eq!(check(&first, "/a"), a);
+        // Rule sets made and dropped one after another.
+        for round in 0..4 {
+            let r = if round % 2 == 0 {
+                make("/*/x", "y")
+            } else {
+                make("/*/z", "x")
+            };
+            for path in ["/a", "/b", "/c/1"] {
+                check(&r, path);
+            }
+        }
     }
 
     #[test]

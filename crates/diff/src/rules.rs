@@ -7,6 +7,7 @@
 //! unwrap) replace the defaults'.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -561,6 +562,8 @@ impl RouteRule {
 /// A validated rule set. The default has no routes and the default comparison rules.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct RuleSet {
+    /// Which rule set this is, for what a [`crate::Comparer`] keeps between comparisons.
+    identity: Identity,
     routes: Vec<RouteRule>,
     /// Route indices, most specific template first.
     order: Vec<usize>,
@@ -569,6 +572,26 @@ pub struct RuleSet {
     limits: Limits,
     streams: Vec<crate::stream::StreamRule>,
     flows: crate::flow::FlowRules,
+}
+
+/// The identity of one validated rule set (its clones share it). A
+/// [`crate::Comparer`] keeps what it learnt from the rules under the identity of the rule set
+/// it learnt it from, holding that identity so that no other rule set can ever be given it.
+/// Not part of the rule set's value: identities always compare equal.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Identity(Arc<()>);
+
+impl Identity {
+    /// Whether both are the identity of one rule set (or of its clones).
+    pub(crate) fn same(&self, other: &Identity) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl PartialEq for Identity {
+    fn eq(&self, _: &Identity) -> bool {
+        true
+    }
 }
 
 /// The route a request falls under.
@@ -635,6 +658,7 @@ impl RuleSet {
         });
         let defaults = merge(&Partial::default(), defaults);
         Ok(RuleSet {
+            identity: Identity::default(),
             routes,
             order,
             defaults,
@@ -682,15 +706,25 @@ impl RuleSet {
 
     /// The most specific rule whose template and methods match.
     pub fn find_route(&self, method: &str, path: &str) -> Option<&RouteRule> {
-        self.order
-            .iter()
-            .map(|&i| &self.routes[i])
-            .find(|r| r.allows_method(method) && r.template.matches(path))
+        self.route_index(method, path).map(|i| &self.routes[i])
+    }
+
+    /// [`RuleSet::find_route`] as an index into [`RuleSet::routes`].
+    pub(crate) fn route_index(&self, method: &str, path: &str) -> Option<usize> {
+        self.order.iter().copied().find(|&i| {
+            let r = &self.routes[i];
+            r.allows_method(method) && r.template.matches(path)
+        })
     }
 
     /// The route and comparison rules for a request.
     pub fn route_for(&self, method: &str, path: &str) -> RouteMatch<'_> {
-        match self.find_route(method, path) {
+        self.route_at(self.route_index(method, path))
+    }
+
+    /// The route and comparison rules of route `index` (`None`: the defaults).
+    pub(crate) fn route_at(&self, index: Option<usize>) -> RouteMatch<'_> {
+        match index.map(|i| &self.routes[i]) {
             Some(rule) => RouteMatch {
                 rule: Some(rule),
                 compare: &rule.compare,
@@ -700,6 +734,10 @@ impl RuleSet {
                 compare: &self.defaults,
             },
         }
+    }
+
+    pub(crate) fn identity(&self) -> &Identity {
+        &self.identity
     }
 
     /// Writes the template that groups `path` into `out`: the matching rule's template, or
