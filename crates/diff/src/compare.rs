@@ -1089,6 +1089,10 @@ fn match_slot(c: &Doc<'_>, c_entries: &[Entry<'_>], slot: usize, key: &str) -> O
     }
 }
 
+/// Keyed arrays of at most this many candidate elements are matched by scanning, without a
+/// hash index.
+const KEYED_SCAN: usize = 16;
+
 /// Order differences list at most this many indices.
 const MAX_ORDER_LIST: usize = 64;
 
@@ -1453,13 +1457,18 @@ impl<'r: 'v, 'v, 'd> Walk<'_, 'r, '_, 'v, 'd> {
         s.kb.clear();
         s.kb.extend(b.iter().map(|&e| c.key_of(e, key)));
         let (ka, kb) = (&s.ka, &s.kb);
+        // Short lists are searched in order: equal keys hash alike, so the first unused
+        // equal key in candidate order is what the index finds too.
+        let scan = b.len() <= KEYED_SCAN;
         s.index.clear();
-        s.index.extend(
-            kb.iter()
-                .enumerate()
-                .filter_map(|(j, k)| k.map(|k| (c.hash(k), j))),
-        );
-        s.index.sort_unstable();
+        if !scan {
+            s.index.extend(
+                kb.iter()
+                    .enumerate()
+                    .filter_map(|(j, k)| k.map(|k| (c.hash(k), j))),
+            );
+            s.index.sort_unstable();
+        }
         let index = &s.index;
         s.used.clear();
         s.used.resize(b.len(), false);
@@ -1474,13 +1483,18 @@ impl<'r: 'v, 'v, 'd> Walk<'_, 'r, '_, 'v, 'd> {
                 keyless_a.push(i);
                 continue;
             };
-            let h = p.hash(kv);
-            let start = index.partition_point(|&(x, _)| x < h);
-            let found = index[start..]
-                .iter()
-                .take_while(|&&(x, _)| x == h)
-                .map(|&(_, j)| j)
-                .find(|&j| !used[j] && kb[j].is_some_and(|k| p.same(kv, c, k)));
+            let free_and_equal = |j: usize| !used[j] && kb[j].is_some_and(|k| p.same(kv, c, k));
+            let found = if scan {
+                (0..b.len()).find(|&j| free_and_equal(j))
+            } else {
+                let h = p.hash(kv);
+                let start = index.partition_point(|&(x, _)| x < h);
+                index[start..]
+                    .iter()
+                    .take_while(|&&(x, _)| x == h)
+                    .map(|&(_, j)| j)
+                    .find(|&j| free_and_equal(j))
+            };
             self.detail_ready = false;
             self.notes.push(Note {
                 key,
@@ -2245,6 +2259,35 @@ mod tests {
             for path in ["/a", "/b", "/c/1"] {
                 check(&r, path);
             }
+        }
+    }
+
+    /// Short keyed arrays are matched by a scan, long ones through a hash index: the same
+    /// pairs either way (first unused equal key in candidate order).
+    #[test]
+    fn keyed_arrays_match_alike_short_and_long() {
+        let r = rules(json!({"defaults": {"arrays": [{"path": "", "key": "id"}]}}));
+        for n in [KEYED_SCAN - 6, KEYED_SCAN + 4] {
+            let p: Vec<Value> = (0..n)
+                .map(|i| json!({"id": format!("k{i}"), "v": i}))
+                .collect();
+            let mut c = vec![json!({"id": "kx", "v": 0})];
+            for i in (0..n).rev().filter(|&i| i != 7) {
+                c.push(json!({"id": format!("k{i}"), "v": if i == 5 { 99 } else { i }}));
+            }
+            c.push(json!({"id": "k3", "v": 3}));
+            let last = format!("/{}", c.len() - 1);
+            let out = run(&r, Value::Array(p), Value::Array(c));
+            assert_eq!(
+                kinds(&out),
+                vec![
+                    ("/5/v".into(), Kind::Value),
+                    ("/7".into(), Kind::Missing),
+                    ("/0".into(), Kind::Extra),
+                    (last, Kind::Extra)
+                ],
+                "{n} elements"
+            );
         }
     }
 
