@@ -1186,7 +1186,9 @@ impl<'r: 'v, 'v, 'd> Walk<'_, 'r, '_, 'v, 'd> {
 
     fn object(&mut self, pi: u32, ci: u32) {
         let (p, c) = (self.p, self.c);
-        if let Node::Obj { start, len, shape } = c.node(ci)
+        if let Node::Obj {
+            start, len, shape, ..
+        } = c.node(ci)
             && len as usize <= SMALL_OBJECT
         {
             self.small_object(pi, c.entries(start, len), shape);
@@ -1239,6 +1241,7 @@ impl<'r: 'v, 'v, 'd> Walk<'_, 'r, '_, 'v, 'd> {
             start,
             len,
             shape: p_shape,
+            ..
         } = p.node(pi)
         else {
             return;
