@@ -746,7 +746,8 @@ impl Sink<'_, '_> {
             let mut v = v.unwrap_or(Value::Null);
             if secret {
                 self.redactor.tokenize(&mut v);
-            } else {
+            } else if v.is_object() || v.is_array() {
+                // Only containers hold fields to redact.
                 self.redactor.redact_value(&mut v);
             }
             v
@@ -1028,6 +1029,8 @@ fn last_key<'p>(path: &[Seg<'p>]) -> Option<&'p str> {
 #[derive(Debug)]
 struct Note<'v, 'd> {
     key: &'v KeySpec,
+    /// The key's field name is a secret field.
+    secret: bool,
     doc: &'v Doc<'d>,
     node: u32,
 }
@@ -1128,11 +1131,7 @@ impl<'r: 'v, 'v, 'd> Walk<'_, 'r, '_, 'v, 'd> {
             }
             out.push_str(note.key.as_str());
             out.push('=');
-            let field = match note.key {
-                KeySpec::Field(f) => f.as_str(),
-                KeySpec::Pointer(p) => p.segments().last().map_or("", String::as_str),
-            };
-            let secret = self.sink.redactor.is_secret_field(field);
+            let secret = note.secret;
             // A scalar outside a secret field has nothing to redact: write it straight from
             // the arena, byte for byte what `Value::to_string` gives.
             if secret || !note.doc.write_scalar_json(note.node, out) {
@@ -1455,6 +1454,11 @@ impl<'r: 'v, 'v, 'd> Walk<'_, 'r, '_, 'v, 'd> {
 
     fn keyed_with(&mut self, a: &'v [u32], b: &'v [u32], key: &'v KeySpec, s: &mut KeyedScratch) {
         let (p, c) = (self.p, self.c);
+        let field = match key {
+            KeySpec::Field(f) => f.as_str(),
+            KeySpec::Pointer(p) => p.segments().last().map_or("", String::as_str),
+        };
+        let key_secret = self.sink.redactor.is_secret_field(field);
         s.ka.clear();
         s.ka.extend(a.iter().map(|&e| p.key_of(e, key)));
         s.kb.clear();
@@ -1501,6 +1505,7 @@ impl<'r: 'v, 'v, 'd> Walk<'_, 'r, '_, 'v, 'd> {
             self.detail_ready = false;
             self.notes.push(Note {
                 key,
+                secret: key_secret,
                 doc: p,
                 node: kv,
             });
@@ -1536,6 +1541,7 @@ impl<'r: 'v, 'v, 'd> Walk<'_, 'r, '_, 'v, 'd> {
                 self.detail_ready = false;
                 self.notes.push(Note {
                     key,
+                    secret: key_secret,
                     doc: c,
                     node: kv,
                 });
