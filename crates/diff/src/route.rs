@@ -23,8 +23,13 @@ pub struct RouteTemplate {
 
 /// Strips the query and fragment, and a trailing `/` (except for the root).
 pub fn path_only(path: &str) -> &str {
-    let end = path.find(['?', '#']).unwrap_or(path.len());
-    let p = &path[..end];
+    // A byte scan (both are ASCII, so the cut is a char boundary): a `char` pattern search
+    // decodes the path char by char, and this runs for every route tried per request.
+    let end = path
+        .bytes()
+        .position(|b| b == b'?' || b == b'#')
+        .unwrap_or(path.len());
+    let p = path.get(..end).unwrap_or(path);
     if p.len() > 1 {
         p.strip_suffix('/').unwrap_or(p)
     } else {
@@ -364,6 +369,21 @@ mod tests {
         assert!(lit.matches("/api/orders?limit=5"));
         assert!(!lit.matches("/api/orders/1"));
         assert!(t.specificity() < lit.specificity() || t.specificity().0 == lit.specificity().0);
+    }
+
+    #[test]
+    fn path_only_cuts_query_fragment_and_trailing_slash() {
+        for (path, want) in [
+            ("/api/orders?limit=5", "/api/orders"),
+            ("/api/orders/#top", "/api/orders"),
+            ("/é/ü?x=é", "/é/ü"),
+            ("/?a", "/"),
+            ("?a", ""),
+            ("/a/b/", "/a/b"),
+            ("/", "/"),
+        ] {
+            assert_eq!(path_only(path), want, "{path}");
+        }
     }
 
     #[test]
