@@ -100,7 +100,12 @@
 //! last duplicate key wins, depth limit 128) into an arena: flat vectors of nodes, strings
 //! borrowed from the body. Normalization edits the arena in place, and `Value`s are built only
 //! for what a difference reports. A [`Comparer`] is reused per worker: it keeps the arenas of
-//! both sides and its path buffers, and writes into a reused [`Comparison`]. The public
+//! both sides and its path buffers, and writes into a reused [`Comparison`]. Work that
+//! depends only on structure is done once and reused: objects the parser finds with the
+//! previous object's keys share a shape, so normalization edits and member matching are
+//! replayed for list elements; what a difference's path shape decides (pattern, signature,
+//! class, secrecy) is kept across comparisons under the identity of the [`RuleSet`] it was
+//! learnt from, which the comparer holds so no other rule set can be taken for it. The public
 //! [`Normalization::apply`] still works on a `Value` (for request bodies in the mirror) with
 //! the same semantics, which a test checks.
 
