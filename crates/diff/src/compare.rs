@@ -1597,8 +1597,9 @@ mod tests {
         RuleSet::validate(raw).unwrap()
     }
 
-    fn run_on(rules: &RuleSet, method: &str, path: &str, p: &str, c: &str) -> Comparison {
-        let ex = Exchange {
+    /// A 200 JSON exchange with these bodies.
+    fn json_exchange<'a>(method: &'a str, path: &'a str, p: &'a str, c: &'a str) -> Exchange<'a> {
+        Exchange {
             method,
             path,
             request_body: b"",
@@ -1612,8 +1613,11 @@ mod tests {
                 headers: JSON,
                 body: c.as_bytes(),
             },
-        };
-        compare(rules, &ex)
+        }
+    }
+
+    fn run_on(rules: &RuleSet, method: &str, path: &str, p: &str, c: &str) -> Comparison {
+        compare(rules, &json_exchange(method, path, p, c))
     }
 
     fn run(rules: &RuleSet, p: Value, c: Value) -> Comparison {
@@ -2227,21 +2231,7 @@ mod tests {
         let mut comparer = Comparer::new();
         let mut out = Comparison::default();
         let mut check = |r: &RuleSet, path: &str| {
-            let ex = Exchange {
-                method: "GET",
-                path,
-                request_body: b"",
-                primary: Response {
-                    status: 200,
-                    headers: JSON,
-                    body: p.as_bytes(),
-                },
-                candidate: Response {
-                    status: 200,
-                    headers: JSON,
-                    body: c.as_bytes(),
-                },
-            };
+            let ex = json_exchange("GET", path, &p, &c);
             comparer.compare(r, &ex, &mut out);
             assert_eq!(out, compare(r, &ex), "rules {r:?} path {path}");
             out.differences

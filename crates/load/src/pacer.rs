@@ -491,8 +491,8 @@ mod tests {
             .block_on(f)
     }
 
-    #[test]
-    fn the_timer_task_issues_the_schedule_in_order_never_early() {
+    /// 2,000 tickets/s: 20 warm-up, 100 measured, then tail.
+    fn two_thousand_a_second() -> (Schedule, Phases) {
         let schedule = Schedule {
             rate: 2000.0,
             arrival: Arrival::Fixed,
@@ -505,6 +505,12 @@ mod tests {
             window_end: Duration::from_millis(60),
             feed_until: Duration::from_secs(3600),
         };
+        (schedule, phases)
+    }
+
+    #[test]
+    fn the_timer_task_issues_the_schedule_in_order_never_early() {
+        let (schedule, phases) = two_thousand_a_second();
         block_on(async {
             let (tx, rx) = flume::bounded(10_000);
             let pacer = Pacer::spawn_task(schedule, phases, tx).unwrap();
@@ -547,18 +553,7 @@ mod tests {
 
     #[test]
     fn issues_the_schedule_in_order_with_phases() {
-        let schedule = Schedule {
-            rate: 2000.0,
-            arrival: Arrival::Fixed,
-            ramp: Duration::ZERO,
-            phase: 0.0,
-            seed: 0,
-        };
-        let phases = Phases {
-            window_start: Duration::from_millis(10),
-            window_end: Duration::from_millis(60),
-            feed_until: Duration::from_secs(3600),
-        };
+        let (schedule, phases) = two_thousand_a_second();
         let (tx, rx) = flume::bounded(10_000);
         let pacer = Pacer::spawn(schedule, phases, tx, false).unwrap();
         let t0 = Instant::now();
