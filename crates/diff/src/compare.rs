@@ -1295,16 +1295,7 @@ impl<'r: 'v, 'v, 'd> Walk<'_, 'r, '_, 'v, 'd> {
             }
             self.stack.pop();
         }
-        for (j, e) in c_entries.iter().enumerate() {
-            if self.full() {
-                return;
-            }
-            if e.live && matched & (1 << j) == 0 {
-                self.stack.push(Seg::Key(c.text(e.key)));
-                self.emit(Kind::Extra, None, Some(e.val));
-                self.stack.pop();
-            }
-        }
+        self.unmatched_extras(c_entries, matched);
     }
 
     /// [`Walk::small_object`] for a primary object of more than [`SMALL_OBJECT`] members.
@@ -1325,6 +1316,13 @@ impl<'r: 'v, 'v, 'd> Walk<'_, 'r, '_, 'v, 'd> {
             }
             self.stack.pop();
         }
+        self.unmatched_extras(c_entries, matched);
+    }
+
+    /// The candidate's live members that no primary member matched (`matched`: bit j set for
+    /// entry j) are extra.
+    fn unmatched_extras(&mut self, c_entries: &'v [Entry<'d>], matched: u64) {
+        let c = self.c;
         for (j, e) in c_entries.iter().enumerate() {
             if self.full() {
                 return;
