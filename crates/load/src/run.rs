@@ -1044,7 +1044,7 @@ fn summarize(input: &PhaseInput, run: &Run, si: SummaryInputs) -> LoadSummary {
         send_lateness,
         pacer_lateness,
         receive_delay: Percentiles::of(&si.totals.receive_delay),
-        kernel_stamped_share: si.totals.stamped as f64 / si.totals.sent[1].max(1) as f64,
+        kernel_stamped_share: si.totals.receive_delay.len() as f64 / si.totals.sent[1].max(1) as f64,
         generator_limited: !reasons.is_empty(),
         generator_limited_reasons: reasons,
         routes,

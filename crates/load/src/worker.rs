@@ -66,9 +66,9 @@ pub(crate) struct Totals {
     pub lateness: Histogram<u64>,
     /// Service time of measured requests, ns (for the connection-capacity hint).
     pub service_sum_ns: u128,
-    /// Measured answers timed by the kernel's receive stamp, and how long after that stamp
-    /// this generator read them, ns (its own wake-up and parsing: not charged to the gateway).
-    pub stamped: u64,
+    /// How long after the kernel's receive stamp this generator read each measured answer
+    /// that had one, ns (its own wake-up and parsing: not charged to the gateway); its count
+    /// is the number of stamped answers.
     pub receive_delay: Histogram<u64>,
     /// Requests sent, by phase of their ticket: warm-up, measured, tail.
     pub sent: [u64; 3],
@@ -91,7 +91,6 @@ impl Totals {
         Totals {
             lateness: new_histogram(),
             service_sum_ns: 0,
-            stamped: 0,
             receive_delay: new_histogram(),
             sent: [0; 3],
             sent_in_window: 0,
@@ -108,7 +107,6 @@ impl Totals {
         // Same bounds on both sides: cannot fail.
         let _ = self.lateness.add(&o.lateness);
         self.service_sum_ns += o.service_sum_ns;
-        self.stamped += o.stamped;
         let _ = self.receive_delay.add(&o.receive_delay);
         for i in 0..3 {
             self.sent[i] += o.sent[i];
@@ -456,7 +454,6 @@ impl Worker {
                 .saturating_record(nanos(actual.saturating_duration_since(intended)).max(1));
             self.totals.service_sum_ns += u128::from(service_ns);
             if arrived.is_some() {
-                self.totals.stamped += 1;
                 self.totals
                     .receive_delay
                     .saturating_record(nanos(read_at.saturating_duration_since(done)).max(1));
