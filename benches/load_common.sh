@@ -9,6 +9,22 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BIN="${BIN:-$ROOT/target/release/shadowgate}"
 OUT="${OUT:-$(mktemp -d /tmp/shadowgate-bench.XXXXXX)}"
 SCENARIO="${SCENARIO:-$ROOT/scenarios/smoke.load.toml}"
+# Optional CPU pinning (taskset lists, e.g. "0"): SIM_CPUS for the simulator, GEN_CPUS for
+# the generators (ours and oha alike). On a VM whose idle vCPUs halt, whether generator and
+# server share a vCPU moves every latency figure by tens of µs (a wake-up across vCPUs is an
+# inter-processor interrupt, i.e. a VM exit); pinning makes that placement a chosen condition
+# instead of the scheduler's draw. Empty = not pinned.
+SIM_CPUS="${SIM_CPUS:-}"
+GEN_CPUS="${GEN_CPUS:-}"
+
+ALL_CPUS="0-$(($(nproc) - 1))"
+
+# pinned CPUS CMD... : runs CMD on CPUS, a taskset list; on every CPU when CPUS is empty.
+pinned() {
+    local cpus="${1:-$ALL_CPUS}"
+    shift
+    taskset -c "$cpus" "$@"
+}
 
 build() {
     if [[ "${NO_BUILD:-0}" != 1 ]]; then
@@ -19,7 +35,7 @@ build() {
 # start_sim ARGS... : starts a simulator, sets SIM_PID and SIM_URL.
 start_sim() {
     local log="$OUT/sim.$$.$RANDOM.out"
-    "$BIN" sim --listen 127.0.0.1:0 "$@" >"$log" 2>&1 &
+    taskset -c "${SIM_CPUS:-$ALL_CPUS}" "$BIN" sim --listen 127.0.0.1:0 "$@" >"$log" 2>&1 &
     SIM_PID=$!
     SIM_URL=""
     for _ in $(seq 1 100); do
@@ -53,7 +69,7 @@ cpu_seconds() {
 run_load() {
     local dir="$1"
     shift
-    /usr/bin/time -f '%U %S %e' -o "$dir.cpu" \
+    pinned "$GEN_CPUS" /usr/bin/time -f '%U %S %e' -o "$dir.cpu" \
         "$BIN" load --progress off --out "$dir" "$@" >"$dir.summary" 2>"$dir.stderr" || {
         cat "$dir.stderr" >&2
         return 1

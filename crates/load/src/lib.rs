@@ -15,15 +15,21 @@
 //! Design decisions:
 //! - **Open model.** A pacer ([`pacer`]) fixes each request's intended send time
 //!   ([`schedule`]: `t0 + i / rate`, a linear ramp, or Poisson arrivals) and hands tickets to
-//!   whichever user is free. tokio's 1 ms timer is not used for pacing. By default the pacer is
-//!   a task on the generator's own runtime woken by a `timerfd` (an hrtimer without slack,
-//!   delivered through the epoll set the runtime parks in): one thread wakes per ticket. The
-//!   first design, a dedicated pacer thread sleeping with 1 ns timer slack that hands tickets
-//!   across threads, cost a second wake-up per request — on this VM the pacer thread alone used
-//!   26 % of a core at 10,000 req/s, and the generator 65–70 µs of CPU per request against
-//!   51–57 µs with the timer task (alternating runs, same box); it remains as `[generator]
-//!   pacer = "thread"` (on `SCHED_FIFO` when allowed, module [`priority`]). Neither spins: on
-//!   two shared cores spinning starves the gateway under test.
+//!   whichever user is free. tokio's 1 ms timer is not used for pacing. By default (`tick`)
+//!   the pacer is a task on the generator's own runtime that puts the runtime's thread to
+//!   sleep between tickets (an hrtimer sleep with 1 ns slack, at most 500 µs, so nothing else
+//!   on the runtime waits long) and, on waking, lets it read every answer that arrived
+//!   meanwhile before sending the next request: **one wake-up per request**, where waking for
+//!   each answer too cost a second one. Reading an answer later costs no accuracy because its
+//!   time is the kernel's receive stamp (below). Longer gaps, and every gap when the kernel
+//!   refuses stamps, are waited on a `timerfd` in the runtime's epoll set (`pacer = "timer"`
+//!   does that always). The first design, a dedicated pacer thread sleeping with 1 ns timer
+//!   slack that hands tickets across threads, cost yet another wake-up per request (the pacer
+//!   thread alone used 26 % of a core at 10,000 req/s on the 2-vCPU box); it remains as
+//!   `[generator] pacer = "thread"` (on `SCHED_FIFO` when allowed, module [`priority`]).
+//!   None spins: on two shared cores spinning starves the gateway under test. Measured on the
+//!   2-vCPU box at 10,000 req/s (alternating runs, pinned placements): generator CPU per
+//!   request `timer` 44–66 µs, `tick` 36–53 µs.
 //! - **Latency from the intended send time** is the gate's figure (no series suffix): it
 //!   includes time a request waited for a free connection, so a stalling gateway is charged
 //!   for every request it delayed (coordinated omission corrected by construction). The service

@@ -728,7 +728,13 @@ async fn run_phase(input: PhaseInput) -> Result<LoadSummary, LoadError> {
         seed: seed.wrapping_add(u64::from(shard.index)),
     };
     let pacer = match s.limits.pacer {
-        PacerMode::Timer => Pacer::spawn_task(schedule, phases, tx)?,
+        // The tick pacer needs the runtime's only thread (module `pacer`).
+        PacerMode::Tick | PacerMode::Timer => Pacer::spawn_task(
+            schedule,
+            phases,
+            tx,
+            s.limits.pacer == PacerMode::Tick && s.limits.threads <= 1,
+        )?,
         PacerMode::Thread => Pacer::spawn(
             schedule,
             phases,

@@ -24,7 +24,7 @@ use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -33,6 +33,15 @@ use nix::sys::socket::{
 };
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::TcpStream;
+
+/// Set once any socket of this process was refused `SO_TIMESTAMPNS`: answers are then timed
+/// when read, so the `tick` pacer must not delay reading them (module `pacer`).
+static REFUSED: AtomicBool = AtomicBool::new(false);
+
+/// Whether the kernel refused receive stamps to a socket of this process.
+pub fn refused() -> bool {
+    REFUSED.load(Ordering::Relaxed)
+}
 
 /// Older stamps than this are not trusted (see the module docs).
 const MAX_AGE: Duration = Duration::from_secs(10);
@@ -96,6 +105,9 @@ impl StampedStream {
     /// it agreed.
     pub fn new(inner: TcpStream, arrival: Arrival) -> StampedStream {
         let stamping = setsockopt(&inner, ReceiveTimestampns, &true).is_ok();
+        if !stamping {
+            REFUSED.store(true, Ordering::Relaxed);
+        }
         StampedStream {
             inner,
             arrival,
@@ -144,23 +156,34 @@ impl AsyncRead for StampedStream {
         }
         loop {
             ready!(this.inner.poll_read_ready(cx))?;
-            // `try_io` clears the readiness on `WouldBlock`, so the next poll waits again.
+            // `try_io` clears the readiness on `WouldBlock`, so the next poll waits again. A
+            // short read (fewer bytes than asked) has drained the socket: like tokio's own
+            // `TcpStream` reads, it clears the readiness too — by answering `WouldBlock` to
+            // `try_io` with the bytes kept aside — which saves the `recvmsg` that would only
+            // return `EAGAIN` (a syscall per answer). `try_io` clears only the readiness it
+            // saw, so data arriving meanwhile is not missed.
             let fd = this.inner.as_raw_fd();
             let (chunk, cmsg) = (&mut this.chunk[..max], &mut this.cmsg[..]);
-            let result = this
-                .inner
-                .try_io(Interest::READABLE, || recv_stamped(fd, chunk, cmsg));
-            match result {
-                Ok((n, stamp)) => {
-                    buf.put_slice(&this.chunk[..n]);
-                    if let Some(ns) = stamp {
-                        this.arrival.set(ns);
-                    }
-                    return Poll::Ready(Ok(()));
+            let mut short = None;
+            let result = this.inner.try_io(Interest::READABLE, || {
+                let (n, stamp) = recv_stamped(fd, chunk, cmsg)?;
+                if n > 0 && n < max {
+                    short = Some((n, stamp));
+                    return Err(io::ErrorKind::WouldBlock.into());
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                Err(e) => return Poll::Ready(Err(e)),
+                Ok((n, stamp))
+            });
+            let got = match (result, short) {
+                (_, Some(got)) | (Ok(got), None) => got,
+                (Err(e), None) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                (Err(e), None) => return Poll::Ready(Err(e)),
+            };
+            let (n, stamp) = got;
+            buf.put_slice(&this.chunk[..n]);
+            if let Some(ns) = stamp {
+                this.arrival.set(ns);
             }
+            return Poll::Ready(Ok(()));
         }
     }
 }

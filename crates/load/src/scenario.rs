@@ -178,7 +178,8 @@ pub struct Limits {
     pub threads: usize,
     /// Which generator threads ask for `SCHED_FIFO` (module `priority`; default the pacer).
     pub realtime: crate::priority::Realtime,
-    /// Where the pacer runs (module `pacer`; default a timerfd task on the runtime).
+    /// How the pacer waits (module `pacer`; default `tick`: a task sleeping the runtime's
+    /// thread between tickets).
     pub pacer: crate::pacer::PacerMode,
 }
 
@@ -190,7 +191,7 @@ impl Default for Limits {
             queue_capacity: None,
             threads: 1,
             realtime: crate::priority::Realtime::Pacer,
-            pacer: crate::pacer::PacerMode::Timer,
+            pacer: crate::pacer::PacerMode::Tick,
         }
     }
 }
@@ -1225,8 +1226,10 @@ impl RawScenario {
                     None => v.push(
                         "generator.pacer",
                         format!(
-                            "`{m}` is not a choice: \"timer\" (default: a timerfd on the \
-                             generator's runtime) or \"thread\" (a dedicated pacer thread)"
+                            "`{m}` is not a choice: \"tick\" (default: the generator's \
+                             thread sleeps between tickets and reads answers when it wakes), \
+                             \"timer\" (a timerfd on the generator's runtime; answers wake it) \
+                             or \"thread\" (a dedicated pacer thread)"
                         ),
                     ),
                 }
@@ -1336,7 +1339,7 @@ body = '{"client_order_id":"{id}"}'
     #[test]
     fn generator_settings_have_defaults_and_named_choices() {
         let s = Scenario::from_toml_str(GOOD, "good.load.toml").unwrap();
-        assert_eq!(s.limits.pacer, crate::pacer::PacerMode::Timer);
+        assert_eq!(s.limits.pacer, crate::pacer::PacerMode::Tick);
         assert_eq!(s.limits.realtime, crate::priority::Realtime::Pacer);
         let text = format!("{GOOD}\n[generator]\npacer = \"thread\"\nrealtime = \"all\"\n");
         let s = Scenario::from_toml_str(&text, "g").unwrap();

@@ -4,8 +4,10 @@
 //! a scheduled request and must not take tickets). It counts events (keep-alive comments are
 //! not events) and records the gap between consecutive events of its stream, in ns, as the
 //! `<target>:GET:<route>;lag` series (only gaps that end inside the measured window). A gateway
-//! that stalls its event loop under load shows it here first. A stream that ends is reopened
-//! after 100 ms; reopenings are counted.
+//! that stalls its event loop under load shows it here first. An event's time is the kernel's
+//! receive stamp of the data that carried it (module `rxstamp`), like an answer's: the `tick`
+//! pacer reads sockets when the generator's thread wakes, not when data arrives. A stream that
+//! ends is reopened after 100 ms; reopenings are counted.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,6 +21,7 @@ use shadowgate_record::{LocalRecorder, Outcome, SeriesId};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
+use crate::rxstamp::{Arrival, StampedStream};
 use crate::worker::Shared;
 
 /// What the subscribers saw.
@@ -96,6 +99,8 @@ async fn one_stream(
         _ => return fail(local, Outcome::ConnectError),
     };
     let _ = stream.set_nodelay(true);
+    let arrival = Arrival::default();
+    let stream = StampedStream::new(stream, arrival.clone());
     let Ok((mut sender, conn)) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await
     else {
         return fail(local, Outcome::ConnectError);
@@ -134,7 +139,8 @@ async fn one_stream(
         let Ok(data) = frame.into_data() else {
             continue;
         };
-        let now = Instant::now();
+        let read_at = Instant::now();
+        let now = arrival.instant(read_at).unwrap_or(read_at);
         let events = parser.feed(&data);
         for _ in 0..events {
             counters.events_total.fetch_add(1, Ordering::Relaxed);
