@@ -102,6 +102,15 @@ impl Nginx {
         panic!("nginx did not start: {last_err}");
     }
 
+    /// Processes the master has started and not yet reaped: its worker, plus old workers
+    /// still finishing after a reload (0 where /proc does not list children).
+    pub fn children(&self) -> usize {
+        let pid = self.child.id();
+        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+            .map(|s| s.split_whitespace().count())
+            .unwrap_or(0)
+    }
+
     /// `-p DIR -c DIR/nginx.conf -e DIR/error.log`, for `nginx -s` and the adjust script.
     pub fn args(&self) -> String {
         let d = self.dir.display();
@@ -568,6 +577,15 @@ fn adjust_script_reloads_and_refuses_a_failed_test() {
             "the split never became 100 % cpp"
         );
         thread::sleep(Duration::from_millis(100));
+    }
+    // The old worker may still accept a new connection until it has closed its listener: wait
+    // until only the new worker is left, so the checks below see the running split only.
+    while nginx.children() > 1 {
+        assert!(
+            Instant::now() < deadline,
+            "the old nginx worker never exited"
+        );
+        thread::sleep(Duration::from_millis(50));
     }
     let at_100 = std::fs::read_to_string(&split_conf).unwrap();
 
