@@ -29,7 +29,7 @@
 //!   `[generator] pacer = "thread"` (on `SCHED_FIFO` when allowed, module [`priority`]).
 //!   None spins: on two shared cores spinning starves the gateway under test. Measured on the
 //!   2-vCPU box at 10,000 req/s (alternating runs, pinned placements): generator CPU per
-//!   request `timer` 44–66 µs, `tick` 36–53 µs.
+//!   request `timer` 44–66 µs, `tick` 36–52 µs.
 //! - **Latency from the intended send time** is the gate's figure (no series suffix): it
 //!   includes time a request waited for a free connection, so a stalling gateway is charged
 //!   for every request it delayed (coordinated omission corrected by construction). The service

@@ -12,7 +12,7 @@
 //!   of its last segment (module `rxstamp`), not by when it was read. Measured at 10,000 req/s
 //!   on the 2-vCPU box against the `timer` pacer (ten alternating pairs of runs, generator and
 //!   server pinned to one vCPU or to two): 5–26 % less generator CPU per request (median
-//!   13 %), send lateness P99 lower in every pair. The runtime is blocked only for one gap between tickets, and never longer
+//!   13 %), send lateness P99 lower in 9 of 10 pairs. The runtime is blocked only for one gap between tickets, and never longer
 //!   than [`TICK_MAX_NAP`]: a longer gap (a slow schedule, a Poisson lull) is waited on the
 //!   timerfd like the `timer` pacer, as is every gap when the kernel refused to stamp answers
 //!   (reading them late would then inflate their time) or when the runtime has more than one
