@@ -70,6 +70,12 @@
 //!      gateway delays a minority of requests and does not trip this;
 //!   3. the pacer's own P99 hand-off lateness exceeds `lateness_threshold`: its CPU is short;
 //!   4. a measured ticket was dropped because the waiting queue was full.
+//!
+//!   For 2 and 3 the reason says which kind of short ([`usage`]): the process's CPU time over
+//!   the measured window tells a saturated generator (it used its cores) from a starved one
+//!   (it used part of a core and still ran late: the gateway on the same machine, other jobs,
+//!   or the hypervisor — steal, from `/proc/stat` — held the CPU); both figures go into the
+//!   manifest (`generator_cores`, `steal_share`).
 //! - **Sharding** (`--shard I/N`): generator I runs rate / N with its fixed schedule offset by
 //!   I/N of a period (the union of the shards is the one-generator schedule) and puts I in every
 //!   generated id (`{client_order_id}` = `sg-<run>-<I>-<seq>`), so N generators never collide
@@ -88,6 +94,7 @@ pub mod rxstamp;
 pub mod scenario;
 pub mod schedule;
 pub mod template;
+pub mod usage;
 
 mod sse;
 mod worker;

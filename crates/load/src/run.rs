@@ -25,6 +25,7 @@ use crate::progress::{self, ProgressMode, fmt_ns, group_thousands};
 use crate::scenario::{Auth, JwtStyle, Plan, Scenario};
 use crate::schedule::Schedule;
 use crate::sse::{self, SseCounters, SseTask};
+use crate::usage::{Sample, Usage};
 use crate::worker::{self, Live, Shared, Totals};
 
 /// Generator `I` of `N` (`--shard I/N`).
@@ -259,6 +260,10 @@ pub struct LoadSummary {
     pub sse: Option<SseSummary>,
     pub calibration: Option<Calibration>,
     pub timer_slack_set: bool,
+    /// This process's CPU time over the measured window, in cores (1.0 = one core throughout).
+    pub generator_cores: Option<f64>,
+    /// The machine's CPU time the hypervisor took over the window (steal), as a share.
+    pub steal_share: Option<f64>,
     /// `[generator] realtime` and what the pacer and runtime threads got (module `priority`).
     pub realtime: String,
     pub pacer_scheduling: String,
@@ -328,6 +333,15 @@ impl LoadSummary {
             "  scheduling: pacer {}; runtime {}\n",
             self.pacer_scheduling, self.runtime_scheduling
         ));
+        if let Some(c) = self.generator_cores {
+            out.push_str(&format!(
+                "  CPU over the window: generator {:.0} % of a core{}\n",
+                100.0 * c,
+                self.steal_share
+                    .map(|s| format!(", hypervisor steal {:.2} % of the machine", 100.0 * s))
+                    .unwrap_or_default()
+            ));
+        }
         if let Some(c) = &self.calibration {
             out.push_str(&format!(
                 "  generator floor (null server, {} req/s): {}\n",
@@ -774,6 +788,31 @@ async fn run_phase(input: PhaseInput) -> Result<LoadSummary, LoadError> {
             ));
         }
     }
+    // The measured window's CPU usage, for the generator-limited reasons.
+    let window_usage: Arc<Mutex<Option<Usage>>> = Arc::default();
+    {
+        let shared = Arc::clone(&shared);
+        let out = Arc::clone(&window_usage);
+        let mut stop = stop_rx.clone();
+        tasks.spawn(async move {
+            let sampled = async {
+                let t0 = loop {
+                    if let Some(t0) = shared.t0.get() {
+                        break *t0;
+                    }
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                };
+                tokio::time::sleep_until((t0 + shared.phases.window_start).into()).await;
+                let start = Sample::now();
+                tokio::time::sleep_until((t0 + shared.phases.window_end).into()).await;
+                start.until(&Sample::now())
+            };
+            tokio::select! {
+                _ = stop.changed() => {}
+                u = sampled => *lock_usage(&out) = Some(u),
+            }
+        });
+    }
     tasks.spawn(progress::run(
         Arc::clone(&shared),
         input.progress,
@@ -877,6 +916,7 @@ async fn run_phase(input: PhaseInput) -> Result<LoadSummary, LoadError> {
             sse: sse_counters,
             sse_lag_key,
             ticket_rate,
+            usage: *lock_usage(&window_usage),
         },
     ))
 }
@@ -930,6 +970,8 @@ struct SummaryInputs {
     sse: Arc<SseCounters>,
     sse_lag_key: Option<SeriesKey>,
     ticket_rate: f64,
+    /// The measured window's CPU usage (module `usage`), when the window was reached.
+    usage: Option<Usage>,
 }
 
 fn summarize(input: &PhaseInput, run: &Run, si: SummaryInputs) -> LoadSummary {
@@ -1008,6 +1050,8 @@ fn summarize(input: &PhaseInput, run: &Run, si: SummaryInputs) -> LoadSummary {
         dropped_measured: si.pacer.dropped[1],
         connections: s.connections,
         mean_service_s: si.totals.service_sum_ns as f64 / measured as f64 / 1e9,
+        threads: s.limits.threads,
+        usage: si.usage,
     });
 
     let sse = input.plan.sse.as_ref().map(|spec| {
@@ -1070,6 +1114,8 @@ fn summarize(input: &PhaseInput, run: &Run, si: SummaryInputs) -> LoadSummary {
         sse,
         calibration: None,
         timer_slack_set: si.pacer.timer_slack_set,
+        generator_cores: si.usage.and_then(|u| u.generator_cores),
+        steal_share: si.usage.and_then(|u| u.steal_share),
         realtime: s.limits.realtime.as_str().to_owned(),
         pacer_scheduling: si.pacer.scheduling.clone(),
         runtime_scheduling: "normal".to_owned(),
@@ -1080,6 +1126,10 @@ fn summarize(input: &PhaseInput, run: &Run, si: SummaryInputs) -> LoadSummary {
                       wake-up is not charged to the gateway; ns HDR histograms, 3 digits"
             .to_owned(),
     }
+}
+
+fn lock_usage(m: &Mutex<Option<Usage>>) -> std::sync::MutexGuard<'_, Option<Usage>> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// What the generator-limited rules look at.
@@ -1094,6 +1144,50 @@ struct LimitInputs {
     dropped_measured: u64,
     connections: usize,
     mean_service_s: f64,
+    /// Runtime threads, and what the process and the hypervisor used (module `usage`).
+    threads: usize,
+    usage: Option<Usage>,
+}
+
+/// Why the generator's thread was short of CPU, from the window's usage: saturated (it used
+/// its cores) or starved (others held the CPU it needed).
+fn cpu_cause(l: &LimitInputs) -> String {
+    let usage = l.usage.unwrap_or(Usage {
+        generator_cores: None,
+        steal_share: None,
+    });
+    let steal = usage
+        .steal_share
+        .filter(|s| *s >= 0.005)
+        .map(|s| {
+            format!(
+                "; the hypervisor took {:.1} % of the machine's CPU time (steal)",
+                100.0 * s
+            )
+        })
+        .unwrap_or_default();
+    match usage.generator_cores {
+        Some(c) if c >= 0.85 * l.threads as f64 => format!(
+            "the generator used {:.0} % of its {} runtime core(s): it is saturated (shard it, or \
+             raise `[generator] threads` where cores are free){steal}",
+            100.0 * c / l.threads as f64,
+            l.threads
+        ),
+        Some(c) => format!(
+            "the generator used only {:.0} % of a core, so its thread waited for a CPU held by \
+             other work — the gateway under test, other jobs{}: run the generator on cores of \
+             its own{steal}",
+            100.0 * c,
+            if steal.is_empty() {
+                ""
+            } else {
+                ", the hypervisor"
+            }
+        ),
+        None => {
+            format!("the generator was short of CPU (run it on its own cores, or shard it){steal}")
+        }
+    }
 }
 
 /// The generator-limited rules (see the crate docs); empty when the run is not limited.
@@ -1121,7 +1215,7 @@ fn limit_reasons(l: &LimitInputs) -> Vec<String> {
                 capacity
             )
         } else {
-            "the generator was short of CPU (run it on its own cores, or shard it)".to_owned()
+            cpu_cause(l)
         };
         reasons.push(format!(
             "median send lateness {} exceeds {}: requests waited to be sent; {why}",
@@ -1131,9 +1225,10 @@ fn limit_reasons(l: &LimitInputs) -> Vec<String> {
     }
     if let Some(p99) = l.pacer_lateness_p99_ns.filter(|p| *p > l.threshold_ns) {
         reasons.push(format!(
-            "the pacer handed out tickets late (P99 {} > {}): the generator's CPU is saturated",
+            "the pacer handed out tickets late (P99 {} > {}): {}",
             fmt_ns(p99),
-            fmt_ns(l.threshold_ns)
+            fmt_ns(l.threshold_ns),
+            cpu_cause(l)
         ));
     }
     if l.dropped_measured > 0 {
@@ -1160,6 +1255,8 @@ mod tests {
             dropped_measured: 0,
             connections: 32,
             mean_service_s: 0.000_1,
+            threads: 1,
+            usage: None,
         }
     }
 
@@ -1198,6 +1295,35 @@ mod tests {
             ..healthy()
         };
         assert!(limit_reasons(&cpu)[0].contains("short of CPU"));
+        // With the window's usage, the reason says saturated or starved (and names steal).
+        let saturated = LimitInputs {
+            usage: Some(Usage {
+                generator_cores: Some(0.97),
+                steal_share: Some(0.0),
+            }),
+            ..cpu
+        };
+        let r = limit_reasons(&saturated);
+        assert!(r[0].contains("97 % of its 1 runtime core(s)"), "{r:?}");
+        assert!(!r[0].contains("steal"), "{r:?}");
+        let starved = LimitInputs {
+            usage: Some(Usage {
+                generator_cores: Some(0.46),
+                steal_share: Some(0.021),
+            }),
+            pacer_lateness_p99_ns: Some(1_300_000),
+            ..cpu
+        };
+        let r = limit_reasons(&starved);
+        assert_eq!(r.len(), 2, "{r:?}");
+        for reason in &r {
+            assert!(
+                reason.contains("only 46 % of a core")
+                    && reason.contains("cores of its own")
+                    && reason.contains("2.1 % of the machine's CPU time (steal)"),
+                "{reason}"
+            );
+        }
         let pacer = LimitInputs {
             pacer_lateness_p99_ns: Some(2_000_000),
             ..healthy()
