@@ -876,7 +876,13 @@ async fn run_phase(input: PhaseInput) -> Result<LoadSummary, LoadError> {
     };
     // The users are gone: stop feeding, then stop the side tasks.
     shared.done.store(true, Ordering::SeqCst);
-    let pacer_stats = pacer.stop().await;
+    let mut pacer_stats = pacer.stop().await;
+    if s.limits.pacer == PacerMode::Tick && s.limits.threads > 1 {
+        pacer_stats.scheduling.push_str(
+            "; `tick` needs a one-thread runtime (`[generator] threads = 1`), so every gap was \
+             waited on the timerfd",
+        );
+    }
     let _ = stop_tx.send(true);
     while tasks.join_next().await.is_some() {}
     let goose_metrics = result.map_err(|e| LoadError::Goose(e.to_string()))?;

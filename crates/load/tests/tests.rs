@@ -426,3 +426,40 @@ fn order_flows_cancel_with_the_id_from_the_answer_and_sse_is_counted() {
         drop(sim);
     });
 }
+
+/// The pacer modes and runtime sizes all keep the schedule: 2,000 req/s for 1 s is 2,000
+/// measured requests whichever way the pacer waits. The default `tick` sleeps the runtime's
+/// thread through the 500 µs gaps; with two runtime threads it waits on its timerfd instead
+/// and says so.
+#[test]
+fn every_pacer_mode_and_a_two_thread_runtime_keep_the_schedule() {
+    block_on(async {
+        let sim = sim("profile = \"python\"\n").await;
+        let tmp = tempfile::tempdir().unwrap();
+        let base = "rate = 2000\nduration = \"1s\"\nwarmup = \"200ms\"\nconnections = 8\n\
+                    [[request]]\npath = \"/health\"\n";
+        for (i, (generator, expect)) in [
+            ("", "tick: "),
+            ("pacer = \"timer\"\n", "(timerfd)"),
+            ("pacer = \"thread\"\nrealtime = \"off\"\n", ""),
+            ("threads = 2\n", "needs a one-thread runtime"),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let text = format!("{base}[generator]\n{generator}");
+            let out = tmp.path().join(format!("run-{i}"));
+            let summary = run(opts(Some(url(&sim)), scenario(&text), &out))
+                .await
+                .unwrap();
+            assert_eq!(summary.requests, 2000, "{generator}: {}", summary.render());
+            assert_eq!(summary.errors, 0, "{generator}");
+            assert!(
+                summary.pacer_scheduling.contains(expect),
+                "{generator}: {}",
+                summary.pacer_scheduling
+            );
+        }
+        drop(sim);
+    });
+}
