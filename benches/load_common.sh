@@ -64,6 +64,19 @@ cpu_seconds() {
     awk -v hz="$(getconf CLK_TCK)" '{ print ($14 + $15) / hz }' "/proc/$1/stat"
 }
 
+# steal_mark : "steal total" clock ticks of the machine so far (/proc/stat's cpu line).
+steal_mark() {
+    awk '/^cpu /{ print $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9 }' /proc/stat
+}
+
+# steal_since MARK : the share of the machine's CPU time the hypervisor took (steal) since
+# MARK, in %. A run with more than ~0.5 % was disturbed by the host, whichever tool ran.
+steal_since() {
+    local now
+    now="$(steal_mark)"
+    echo "$1 $now" | awk '{ d = $4 - $2; printf "%.2f", (d > 0 ? 100 * ($3 - $1) / d : 0) }'
+}
+
 # run_load DIR ARGS... : one generator run into DIR; records its CPU in DIR/cpu.txt
 # ("user_s sys_s elapsed_s").
 run_load() {

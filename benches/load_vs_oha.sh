@@ -5,7 +5,9 @@
 #
 # PLACEMENTS="same apart" runs each round once per placement, both generators pinned alike:
 # `same` = simulator and generator on vCPU 0, `apart` = simulator on vCPU 0 and generator on
-# vCPU 1 (see load_common.sh). Default: not pinned (the scheduler's placement).
+# vCPU 1 (see load_common.sh). Default: not pinned (the scheduler's placement). Each row
+# names the hypervisor's steal during that run: a run with more than ~0.5 % was disturbed by
+# the host, whichever tool ran.
 source "$(dirname "${BASH_SOURCE[0]}")/load_common.sh"
 
 RATE="${RATE:-10000}"
@@ -33,13 +35,16 @@ for i in $(seq 1 "$RUNS"); do
   for placement in $PLACEMENTS; do
     place "$placement"
     echo "round $i, placement $placement (simulator on ${SIM_CPUS:-any}, generators on ${GEN_CPUS:-any})"
+    mark="$(steal_mark)"
     run_load "$OUT/shadowgate-$i-$placement" --target "$SIM_URL" --scenario "$SCENARIO" \
         --rate "$RATE" --duration "$DURATION" --connections "$CONNECTIONS"
-    echo -n "shadowgate run $i ($placement): " ; figures "$OUT/shadowgate-$i-$placement"
+    echo -n "shadowgate run $i ($placement, steal $(steal_since "$mark") %): "
+    figures "$OUT/shadowgate-$i-$placement"
+    mark="$(steal_mark)"
     pinned "$GEN_CPUS" /usr/bin/time -f '%U %S %e' -o "$OUT/oha-$i-$placement.cpu" "$OHA" --no-tui --output-format json \
         -q "$RATE" -z "$DURATION" -c "$CONNECTIONS" --latency-correction \
         "$SIM_URL/health" >"$OUT/oha-$i-$placement.json"
-    python3 - "$OUT/oha-$i-$placement.json" "$OUT/oha-$i-$placement.cpu" "$placement" <<'PY'
+    python3 - "$OUT/oha-$i-$placement.json" "$OUT/oha-$i-$placement.cpu" "$placement, steal $(steal_since "$mark") %" <<'PY'
 import json, sys
 o = json.load(open(sys.argv[1]))
 user, sys_, elapsed = (float(x) for x in open(sys.argv[2]).read().split())
