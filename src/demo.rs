@@ -313,10 +313,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             l.achieved_rate,
             l.flows.started,
             l.sse.as_ref().map_or(0, |x| x.events),
-            if l.generator_limited {
-                " — generator-limited: this box was short of CPU"
-            } else {
-                ""
+            match l.generator_limited_reasons.first() {
+                Some(why) if l.generator_limited => format!(" — generator-limited: {why}"),
+                _ => String::new(),
             }
         );
     }

@@ -61,15 +61,18 @@
 //! - **Goose's per-request work is kept to one metric**: request metrics per route only;
 //!   transaction and scenario metrics are off (they would double it for the same figures).
 //! - **Generator-limited runs are flagged** (`generator_limited` in the manifest, with the
-//!   reasons), so a failed gate is never blamed on the gateway when the generator was the
-//!   bottleneck. A run is generator-limited when any of these holds:
+//!   reasons), so a failed gate is never blamed on the gateway when the generator (or the
+//!   host under it) was the bottleneck. A run is generator-limited when any of these holds:
 //!   1. achieved rate (requests actually sent inside the measured window, per second) is below
 //!      `min_achieved_ratio` (0.99) × the target rate;
 //!   2. the median send lateness (actual − intended send time) exceeds `lateness_threshold`
 //!      (1 ms): requests queue for a connection or for CPU in the typical case — a stall of the
 //!      gateway delays a minority of requests and does not trip this;
 //!   3. the pacer's own P99 hand-off lateness exceeds `lateness_threshold`: its CPU is short;
-//!   4. a measured ticket was dropped because the waiting queue was full.
+//!   4. a measured ticket was dropped because the waiting queue was full;
+//!   5. the hypervisor took ≥ 2 % of the machine's CPU time during the window (steal): the
+//!      figures then include the host's stalls (measured: 7–16 % steal in the runs whose P99
+//!      went to several ms, ≤ 0.4 % otherwise).
 //!
 //!   For 2 and 3 the reason says which kind of short ([`usage`]): the process's CPU time over
 //!   the measured window tells a saturated generator (it used its cores) from a starved one
