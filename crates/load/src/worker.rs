@@ -473,7 +473,8 @@ impl Worker {
             match (&result, success) {
                 (Ok(answer), true) => match extract(&cs.step, answer.body.as_deref(), extracted) {
                     Some(values) => self.pending.push(Pending {
-                        due: read_at + ce.steps[step + 1].step.delay,
+                        // The delay runs from when the answer arrived, not when it was read.
+                        due: done + ce.steps[step + 1].step.delay,
                         entry,
                         step: step + 1,
                         seq,
