@@ -74,11 +74,12 @@
 //!      figures then include the host's stalls (measured: 7–16 % steal in the runs whose P99
 //!      went to several ms, ≤ 0.4 % otherwise).
 //!
-//!   For 2 and 3 the reason says which kind of short ([`usage`]): the process's CPU time over
-//!   the measured window tells a saturated generator (it used its cores) from a starved one
-//!   (it used part of a core and still ran late: the gateway on the same machine, other jobs,
-//!   or the hypervisor — steal, from `/proc/stat` — held the CPU); both figures go into the
-//!   manifest (`generator_cores`, `steal_share`).
+//!   For 2 and 3 the reason says which kind of short ([`usage`]): the generator threads' CPU
+//!   time over the measured window tells a saturated generator (it used its cores) from a
+//!   starved one (it used part of a core and still ran late, its threads kept waiting for a
+//!   CPU that the gateway on the same machine, other jobs or the hypervisor — steal, from
+//!   `/proc/stat` — held); the figures go into the manifest (`generator_cores`,
+//!   `cpu_wait_share`, `steal_share`).
 //! - **Sharding** (`--shard I/N`): generator I runs rate / N with its fixed schedule offset by
 //!   I/N of a period (the union of the shards is the one-generator schedule) and puts I in every
 //!   generated id (`{client_order_id}` = `sg-<run>-<I>-<seq>`), so N generators never collide

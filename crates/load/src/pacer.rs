@@ -207,13 +207,17 @@ impl Pacer {
         phases: Phases,
         tx: flume::Sender<Ticket>,
         realtime: bool,
+        threads: crate::usage::ThreadSet,
     ) -> Result<Pacer, LoadError> {
         let stop = Arc::new(AtomicBool::new(false));
         let (start, start_rx) = mpsc::channel();
         let flag = Arc::clone(&stop);
         let join = std::thread::Builder::new()
             .name("shadowgate-pacer".to_owned())
-            .spawn(move || run(schedule, phases, tx, start_rx, &flag, realtime))
+            .spawn(move || {
+                threads.register_current();
+                run(schedule, phases, tx, start_rx, &flag, realtime)
+            })
             .map_err(|source| LoadError::Start {
                 what: "the pacer thread",
                 source,
@@ -649,7 +653,7 @@ mod tests {
     fn issues_the_schedule_in_order_with_phases() {
         let (schedule, phases) = two_thousand_a_second();
         let (tx, rx) = flume::bounded(10_000);
-        let pacer = Pacer::spawn(schedule, phases, tx, false).unwrap();
+        let pacer = Pacer::spawn(schedule, phases, tx, false, Default::default()).unwrap();
         let t0 = Instant::now();
         pacer.start(t0);
         let mut got = Vec::new();
@@ -679,7 +683,7 @@ mod tests {
             feed_until: Duration::from_millis(20),
         };
         let (tx, rx) = flume::bounded(1000);
-        let pacer = Pacer::spawn(schedule, phases, tx, false).unwrap();
+        let pacer = Pacer::spawn(schedule, phases, tx, false, Default::default()).unwrap();
         pacer.start(Instant::now());
         let mut n = 0;
         // Bounded by the 20 ms schedule: the queue closes after 20 tickets.
@@ -707,7 +711,7 @@ mod tests {
             feed_until: Duration::from_secs(3600),
         };
         let (tx, rx) = flume::bounded(10);
-        let pacer = Pacer::spawn(schedule, phases, tx, false).unwrap();
+        let pacer = Pacer::spawn(schedule, phases, tx, false, Default::default()).unwrap();
         pacer.start(Instant::now());
         std::thread::sleep(Duration::from_millis(50));
         let stats = block_on(pacer.stop());
@@ -738,7 +742,11 @@ mod tests {
             feed_until: Duration::from_secs(1),
         };
         let (tx, _rx) = flume::bounded(1);
-        let stats = block_on(Pacer::spawn(schedule, phases, tx, false).unwrap().stop());
+        let stats = block_on(
+            Pacer::spawn(schedule, phases, tx, false, Default::default())
+                .unwrap()
+                .stop(),
+        );
         assert_eq!(stats.issued, [0, 0, 0]);
     }
 }

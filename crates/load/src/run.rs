@@ -25,7 +25,7 @@ use crate::progress::{self, ProgressMode, fmt_ns, group_thousands};
 use crate::scenario::{Auth, JwtStyle, Plan, Scenario};
 use crate::schedule::Schedule;
 use crate::sse::{self, SseCounters, SseTask};
-use crate::usage::{Sample, Usage};
+use crate::usage::{Sample, ThreadSet, Usage};
 use crate::worker::{self, Live, Shared, Totals};
 
 /// Generator `I` of `N` (`--shard I/N`).
@@ -260,8 +260,10 @@ pub struct LoadSummary {
     pub sse: Option<SseSummary>,
     pub calibration: Option<Calibration>,
     pub timer_slack_set: bool,
-    /// This process's CPU time over the measured window, in cores (1.0 = one core throughout).
+    /// The generator threads' CPU time over the measured window, in cores (1.0 = one core
+    /// throughout), and the time they were kept waiting for a CPU, per second of the window.
     pub generator_cores: Option<f64>,
+    pub cpu_wait_share: Option<f64>,
     /// The machine's CPU time the hypervisor took over the window (steal), as a share.
     pub steal_share: Option<f64>,
     /// `[generator] realtime` and what the pacer and runtime threads got (module `priority`).
@@ -335,8 +337,11 @@ impl LoadSummary {
         ));
         if let Some(c) = self.generator_cores {
             out.push_str(&format!(
-                "  CPU over the window: generator {:.0} % of a core{}\n",
+                "  CPU over the window: generator {:.0} % of a core{}{}\n",
                 100.0 * c,
+                self.cpu_wait_share
+                    .map(|w| format!(", kept waiting for a CPU {:.1} ms/s", 1000.0 * w))
+                    .unwrap_or_default(),
                 self.steal_share
                     .map(|s| format!(", hypervisor steal {:.2} % of the machine", 100.0 * s))
                     .unwrap_or_default()
@@ -446,6 +451,7 @@ pub async fn run(opts: LoadOptions) -> Result<LoadSummary, LoadError> {
         progress: opts.progress,
         goose_reports: opts.goose_reports,
         run_token,
+        threads: ThreadSet::default(),
     };
     let mut summary = run_phase_dedicated(input).await?;
     if opts.target.is_none() && opts.calibrate {
@@ -512,6 +518,7 @@ async fn calibrate(
         progress: ProgressMode::Off,
         goose_reports: false,
         run_token: run_token.to_owned(),
+        threads: ThreadSet::default(),
     };
     let summary = run_phase_dedicated(input).await?;
     let extra = match serde_json::to_value(&summary) {
@@ -602,6 +609,8 @@ struct PhaseInput {
     progress: ProgressMode,
     goose_reports: bool,
     run_token: String,
+    /// The generator's threads, for the window's usage (module `usage`).
+    threads: ThreadSet,
 }
 
 /// Runs a phase on a runtime of its own, on its own OS thread: a current-thread runtime for
@@ -614,6 +623,7 @@ async fn run_phase_dedicated(input: PhaseInput) -> Result<LoadSummary, LoadError
     let threads = input.scenario.limits.threads;
     let realtime_all = input.scenario.limits.realtime == crate::priority::Realtime::All;
     let (tx, rx) = tokio::sync::oneshot::channel();
+    let thread_set = input.threads.clone();
     let join = std::thread::Builder::new()
         .name("shadowgate-load".to_owned())
         .spawn(move || {
@@ -632,6 +642,7 @@ async fn run_phase_dedicated(input: PhaseInput) -> Result<LoadSummary, LoadError
                 }
             };
             let rt = if threads <= 1 {
+                thread_set.register_current();
                 if realtime_all {
                     make_rt();
                 }
@@ -641,9 +652,12 @@ async fn run_phase_dedicated(input: PhaseInput) -> Result<LoadSummary, LoadError
             } else {
                 let mut b = tokio::runtime::Builder::new_multi_thread();
                 b.worker_threads(threads).enable_all();
-                if realtime_all {
-                    b.on_thread_start(make_rt);
-                }
+                b.on_thread_start(move || {
+                    thread_set.register_current();
+                    if realtime_all {
+                        make_rt();
+                    }
+                });
                 b.build()
             };
             let result = match rt {
@@ -754,6 +768,7 @@ async fn run_phase(input: PhaseInput) -> Result<LoadSummary, LoadError> {
             phases,
             tx,
             s.limits.realtime != crate::priority::Realtime::Off,
+            input.threads.clone(),
         )?,
     };
 
@@ -794,6 +809,7 @@ async fn run_phase(input: PhaseInput) -> Result<LoadSummary, LoadError> {
         let shared = Arc::clone(&shared);
         let out = Arc::clone(&window_usage);
         let mut stop = stop_rx.clone();
+        let threads = input.threads.clone();
         tasks.spawn(async move {
             let sampled = async {
                 let t0 = loop {
@@ -803,9 +819,9 @@ async fn run_phase(input: PhaseInput) -> Result<LoadSummary, LoadError> {
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 };
                 tokio::time::sleep_until((t0 + shared.phases.window_start).into()).await;
-                let start = Sample::now();
+                let start = Sample::now(&threads);
                 tokio::time::sleep_until((t0 + shared.phases.window_end).into()).await;
-                start.until(&Sample::now())
+                start.until(&Sample::now(&threads))
             };
             tokio::select! {
                 _ = stop.changed() => {}
@@ -1121,6 +1137,7 @@ fn summarize(input: &PhaseInput, run: &Run, si: SummaryInputs) -> LoadSummary {
         calibration: None,
         timer_slack_set: si.pacer.timer_slack_set,
         generator_cores: si.usage.and_then(|u| u.generator_cores),
+        cpu_wait_share: si.usage.and_then(|u| u.cpu_wait_share),
         steal_share: si.usage.and_then(|u| u.steal_share),
         realtime: s.limits.realtime.as_str().to_owned(),
         pacer_scheduling: si.pacer.scheduling.clone(),
@@ -1165,6 +1182,7 @@ const STEAL_LIMIT: f64 = 0.02;
 fn cpu_cause(l: &LimitInputs) -> String {
     let usage = l.usage.unwrap_or(Usage {
         generator_cores: None,
+        cpu_wait_share: None,
         steal_share: None,
     });
     let steal = usage
@@ -1185,10 +1203,18 @@ fn cpu_cause(l: &LimitInputs) -> String {
             l.threads
         ),
         Some(c) => format!(
-            "the generator used only {:.0} % of a core, so its thread waited for a CPU held by \
-             other work — the gateway under test, other jobs{}: run the generator on cores of \
-             its own{steal}",
+            "the generator used only {:.0} % of a core{}: the CPU it needed was held by other \
+             work (the gateway under test, other jobs{}); run the generator on cores of its \
+             own{steal}",
             100.0 * c,
+            usage
+                .cpu_wait_share
+                .filter(|w| *w >= 0.001)
+                .map(|w| format!(
+                    " and its threads were kept waiting for a CPU {:.0} ms per second",
+                    1000.0 * w
+                ))
+                .unwrap_or_default(),
             if steal.is_empty() {
                 ""
             } else {
@@ -1323,6 +1349,7 @@ mod tests {
         let saturated = LimitInputs {
             usage: Some(Usage {
                 generator_cores: Some(0.97),
+                cpu_wait_share: Some(0.01),
                 steal_share: Some(0.0),
             }),
             ..cpu
@@ -1333,6 +1360,7 @@ mod tests {
         let starved = LimitInputs {
             usage: Some(Usage {
                 generator_cores: Some(0.46),
+                cpu_wait_share: Some(0.12),
                 steal_share: Some(0.021),
             }),
             pacer_lateness_p99_ns: Some(1_300_000),
@@ -1345,7 +1373,7 @@ mod tests {
         let r = &r[..2];
         for reason in r {
             assert!(
-                reason.contains("only 46 % of a core")
+                reason.contains("only 46 % of a core and its threads were kept waiting for a CPU 120 ms per second")
                     && reason.contains("cores of its own")
                     && reason.contains("2.1 % of the machine's CPU time (steal)"),
                 "{reason}"
@@ -1360,6 +1388,7 @@ mod tests {
         let stolen = |share: f64| LimitInputs {
             usage: Some(Usage {
                 generator_cores: Some(0.4),
+                cpu_wait_share: Some(0.0),
                 steal_share: Some(share),
             }),
             ..healthy()

@@ -91,10 +91,11 @@ fn run_directory_reads_back_through_the_record_crate() {
         );
         assert!(extra["achieved_rate"].as_f64().unwrap() > 0.0);
         assert!(extra["send_lateness"]["p50_ns"].as_u64().is_some());
-        // The measured window's CPU: the generator used some (Linux: getrusage), and the
-        // steal share, where /proc/stat has one, is a share.
+        // The measured window's CPU: the generator's threads used some (Linux schedstat), and
+        // the steal share, where /proc/stat has one, is a share.
         let cores = extra["generator_cores"].as_f64().expect("generator_cores");
         assert!(cores > 0.0 && cores < 64.0, "{cores}");
+        assert!(extra["cpu_wait_share"].as_f64().is_some_and(|w| w >= 0.0));
         if let Some(steal) = extra["steal_share"].as_f64() {
             assert!((0.0..=1.0).contains(&steal), "{steal}");
         }
