@@ -755,14 +755,10 @@ async fn run_phase(input: PhaseInput) -> Result<LoadSummary, LoadError> {
         phase: f64::from(shard.index) / f64::from(shard.count),
         seed: seed.wrapping_add(u64::from(shard.index)),
     };
+    // The tick pacer needs the runtime's only thread (module `pacer`).
+    let tick = s.limits.pacer == PacerMode::Tick && s.limits.threads <= 1;
     let pacer = match s.limits.pacer {
-        // The tick pacer needs the runtime's only thread (module `pacer`).
-        PacerMode::Tick | PacerMode::Timer => Pacer::spawn_task(
-            schedule,
-            phases,
-            tx,
-            s.limits.pacer == PacerMode::Tick && s.limits.threads <= 1,
-        )?,
+        PacerMode::Tick | PacerMode::Timer => Pacer::spawn_task(schedule, phases, tx, tick)?,
         PacerMode::Thread => Pacer::spawn(
             schedule,
             phases,
@@ -893,7 +889,7 @@ async fn run_phase(input: PhaseInput) -> Result<LoadSummary, LoadError> {
     // The users are gone: stop feeding, then stop the side tasks.
     shared.done.store(true, Ordering::SeqCst);
     let mut pacer_stats = pacer.stop().await;
-    if s.limits.pacer == PacerMode::Tick && s.limits.threads > 1 {
+    if s.limits.pacer == PacerMode::Tick && !tick {
         pacer_stats.scheduling.push_str(
             "; `tick` needs a one-thread runtime (`[generator] threads = 1`), so every gap was \
              waited on the timerfd",
@@ -1167,7 +1163,8 @@ struct LimitInputs {
     dropped_measured: u64,
     connections: usize,
     mean_service_s: f64,
-    /// Runtime threads, and what the process and the hypervisor used (module `usage`).
+    /// Runtime threads, and what the generator's threads and the hypervisor used over the
+    /// window (module `usage`).
     threads: usize,
     usage: Option<Usage>,
 }
@@ -1180,11 +1177,7 @@ const STEAL_LIMIT: f64 = 0.02;
 /// Why the generator's thread was short of CPU, from the window's usage: saturated (it used
 /// its cores) or starved (others held the CPU it needed).
 fn cpu_cause(l: &LimitInputs) -> String {
-    let usage = l.usage.unwrap_or(Usage {
-        generator_cores: None,
-        cpu_wait_share: None,
-        steal_share: None,
-    });
+    let usage = l.usage.unwrap_or_default();
     let steal = usage
         .steal_share
         .filter(|s| *s >= 0.005)

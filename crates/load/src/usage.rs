@@ -61,7 +61,7 @@ struct CpuTimes {
 }
 
 /// The measured window's usage.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize)]
 pub struct Usage {
     /// The generator threads' CPU time over the window, in cores (1.0 = one core throughout).
     pub generator_cores: Option<f64>,
@@ -222,14 +222,7 @@ mod tests {
             threads: None,
             machine: None,
         };
-        assert_eq!(
-            a.until(&none),
-            Usage {
-                generator_cores: None,
-                cpu_wait_share: None,
-                steal_share: None
-            }
-        );
+        assert_eq!(a.until(&none), Usage::default());
     }
 
     #[test]
