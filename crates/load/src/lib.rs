@@ -94,7 +94,6 @@ pub mod pacer;
 pub mod priority;
 pub mod progress;
 pub mod run;
-pub mod rxstamp;
 pub mod scenario;
 pub mod schedule;
 pub mod template;
@@ -102,6 +101,10 @@ pub mod usage;
 
 mod sse;
 mod worker;
+
+/// The kernel's receive stamps (shared with the simulator, which times injected latency
+/// from a request's arrival).
+pub use shadowgate_sim::rxstamp;
 
 pub use error::{LoadError, ScenarioErrors, ScenarioIssue};
 pub use progress::ProgressMode;

@@ -44,6 +44,7 @@ use hdrhistogram::Histogram;
 
 use crate::error::LoadError;
 use crate::schedule::Schedule;
+use shadowgate_sim::hrtimer::Timer;
 
 /// Which part of the run a ticket belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -413,60 +414,6 @@ fn run(
         }
     }
     stats
-}
-
-/// A non-blocking `CLOCK_MONOTONIC` timerfd registered with the runtime's reactor. Its
-/// expiry is an hrtimer with no slack, delivered through the same `epoll_wait` the runtime
-/// parks in: no second thread, and no 1 ms rounding of tokio's timer.
-#[derive(Debug)]
-struct Timer(tokio::io::unix::AsyncFd<TimerFdRaw>);
-
-#[derive(Debug)]
-struct TimerFdRaw(nix::sys::timerfd::TimerFd);
-
-impl std::os::fd::AsRawFd for TimerFdRaw {
-    fn as_raw_fd(&self) -> std::os::fd::RawFd {
-        use std::os::fd::AsFd as _;
-        self.0.as_fd().as_raw_fd()
-    }
-}
-
-impl Timer {
-    fn new() -> std::io::Result<Timer> {
-        use nix::sys::timerfd::{ClockId, TimerFd, TimerFlags};
-        let fd = TimerFd::new(
-            ClockId::CLOCK_MONOTONIC,
-            TimerFlags::TFD_NONBLOCK | TimerFlags::TFD_CLOEXEC,
-        )
-        .map_err(std::io::Error::from)?;
-        // `AsyncFd::new` is deprecated for I/O safety (a borrowed fd closed while registered);
-        // its replacement is `unsafe`, which this workspace forbids. The fd here is owned by
-        // the `TimerFd` moved in, so it lives exactly as long as its registration.
-        #[allow(deprecated)]
-        let fd = tokio::io::unix::AsyncFd::new(TimerFdRaw(fd))?;
-        Ok(Timer(fd))
-    }
-
-    /// Sleeps `d` (> 0).
-    async fn sleep(&self, d: Duration) -> std::io::Result<()> {
-        use nix::sys::time::TimeSpec;
-        use nix::sys::timerfd::{Expiration, TimerSetTimeFlags};
-        self.0
-            .get_ref()
-            .0
-            .set(
-                Expiration::OneShot(TimeSpec::from_duration(d)),
-                TimerSetTimeFlags::empty(),
-            )
-            .map_err(std::io::Error::from)?;
-        loop {
-            let mut guard = self.0.readable().await?;
-            match guard.try_io(|fd| fd.get_ref().0.wait().map_err(std::io::Error::from)) {
-                Ok(result) => return result,
-                Err(_would_block) => continue,
-            }
-        }
-    }
 }
 
 async fn run_task(

@@ -19,7 +19,7 @@ use tokio::task::JoinSet;
 
 use crate::client::Target;
 use crate::error::LoadError;
-use crate::null_server::NullServer;
+use crate::null_server::{NullListener, NullServer, ServerTimes};
 use crate::pacer::{Pacer, PacerMode, PacerStats, Phases, new_histogram};
 use crate::progress::{self, ProgressMode, fmt_ns, group_thousands};
 use crate::scenario::{Auth, JwtStyle, Plan, Scenario};
@@ -203,6 +203,13 @@ pub struct Calibration {
     pub achieved_rate: f64,
     pub response: Option<Percentiles>,
     pub service: Option<Percentiles>,
+    /// The null server's own time per request, from the request's arrival (kernel stamp) to
+    /// its answer: the part of `response` that is not the generator's. A gateway's time counts
+    /// from the same point (the simulator's injected latency too), so the generator's own
+    /// floor is `response` − `server` (P50: `generator_p50_ns`).
+    pub server: Option<Percentiles>,
+    /// `response.p50_ns` − `server.p50_ns`: what the generator itself adds to a P50.
+    pub generator_p50_ns: Option<u64>,
     pub generator_limited: bool,
     /// Its run directory, relative to the main one.
     pub dir: String,
@@ -353,6 +360,14 @@ impl LoadSummary {
                 group_thousands(c.rate.round() as u64),
                 p(&c.response)
             ));
+            if let (Some(server), Some(own)) = (&c.server, c.generator_p50_ns) {
+                out.push_str(&format!(
+                    "    of which the null server itself (request arrival to answer): P50 {}; \
+                     the generator's own share of the P50: {}\n",
+                    fmt_ns(server.p50_ns),
+                    fmt_ns(own)
+                ));
+            }
         }
         for r in &self.routes {
             out.push_str(&format!(
@@ -414,8 +429,9 @@ pub async fn run(opts: LoadOptions) -> Result<LoadSummary, LoadError> {
 
     let null = match &opts.target {
         Some(_) => None,
-        None => Some(NullServer::start().await?),
+        None => Some(NullListener::bind()?),
     };
+    let null_times = null.as_ref().map(NullListener::server_times);
     let target = match (&opts.target, &null) {
         (Some(url), _) => Target::resolve(url).await?,
         (None, Some(n)) => Target::for_addr(n.addr()),
@@ -452,10 +468,13 @@ pub async fn run(opts: LoadOptions) -> Result<LoadSummary, LoadError> {
         goose_reports: opts.goose_reports,
         run_token,
         threads: ThreadSet::default(),
+        null,
     };
     let mut summary = run_phase_dedicated(input).await?;
     if opts.target.is_none() && opts.calibrate {
-        summary.calibration = Some(calibration_of(&summary, "."));
+        let times =
+            null_times.unwrap_or_else(|| Arc::new(Mutex::new(crate::pacer::new_histogram())));
+        summary.calibration = Some(calibration_of(&summary, ".", &times));
     } else {
         summary.calibration = calibration;
     }
@@ -464,7 +483,6 @@ pub async fn run(opts: LoadOptions) -> Result<LoadSummary, LoadError> {
         _ => serde_json::Map::new(),
     };
     writer.update_manifest(|m| m.extra = extra)?;
-    drop(null);
     Ok(summary)
 }
 
@@ -473,7 +491,12 @@ fn unreachable_null() -> Target {
     Target::for_addr(std::net::SocketAddr::from(([127, 0, 0, 1], 9)))
 }
 
-fn calibration_of(s: &LoadSummary, dir: &str) -> Calibration {
+fn calibration_of(s: &LoadSummary, dir: &str, times: &ServerTimes) -> Calibration {
+    let server = Percentiles::of(
+        &times
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+    );
     Calibration {
         rate: s.target_rate,
         duration_s: s.duration_s,
@@ -481,6 +504,10 @@ fn calibration_of(s: &LoadSummary, dir: &str) -> Calibration {
         achieved_rate: s.achieved_rate,
         response: s.response,
         service: s.service,
+        server,
+        generator_p50_ns: s
+            .response
+            .map(|r| r.p50_ns.saturating_sub(server.map_or(0, |t| t.p50_ns))),
         generator_limited: s.generator_limited,
         dir: dir.to_owned(),
     }
@@ -492,7 +519,8 @@ async fn calibrate(
     plan: &Plan,
     run_token: &str,
 ) -> Result<Calibration, LoadError> {
-    let server = NullServer::start().await?;
+    let server = NullListener::bind()?;
+    let times = server.server_times();
     let mut scenario = opts.scenario.clone();
     scenario.duration = scenario.duration.min(Duration::from_secs(10));
     scenario.warmup = scenario.warmup.min(Duration::from_secs(1));
@@ -519,6 +547,7 @@ async fn calibrate(
         goose_reports: false,
         run_token: run_token.to_owned(),
         threads: ThreadSet::default(),
+        null: Some(server),
     };
     let summary = run_phase_dedicated(input).await?;
     let extra = match serde_json::to_value(&summary) {
@@ -526,7 +555,7 @@ async fn calibrate(
         _ => serde_json::Map::new(),
     };
     writer.update_manifest(|m| m.extra = extra)?;
-    Ok(calibration_of(&summary, "calibration"))
+    Ok(calibration_of(&summary, "calibration", &times))
 }
 
 /// The scenario's credentials as one header, minted now.
@@ -611,14 +640,19 @@ struct PhaseInput {
     run_token: String,
     /// The generator's threads, for the window's usage (module `usage`).
     threads: ThreadSet,
+    /// A null server to serve on the phase's own runtime (the target of a calibration).
+    null: Option<NullListener>,
 }
 
 /// Runs a phase on a runtime of its own, on its own OS thread: a current-thread runtime for
 /// `[generator] threads = 1` (the default), multi-threaded otherwise. One thread carries
 /// 10,000 req/s here, and with a single runtime thread no wake-up of the pacer ever unparks a
 /// second worker to steal the task: on two cores every context switch saved is CPU the
-/// gateway under test keeps. Servers started by the caller (the calibration's null server)
-/// stay on the caller's runtime.
+/// gateway under test keeps. The calibration's null server is served on this runtime too, so
+/// the floor holds no server wake-up: a wake-up of another thread belongs to the server's side
+/// of the exchange (the simulator counts its injected latency from the request's arrival for
+/// the same reason), and it is what made the floor swing between 22 and 45 µs from run to run
+/// when the null server had a runtime of its own.
 async fn run_phase_dedicated(input: PhaseInput) -> Result<LoadSummary, LoadError> {
     let threads = input.scenario.limits.threads;
     let realtime_all = input.scenario.limits.realtime == crate::priority::Realtime::All;
@@ -702,7 +736,9 @@ const TAIL: Duration = Duration::from_millis(250);
 /// resets its metrics; `t0` is not set before this much time after `execute()` started.
 const GOOSE_LAUNCH: Duration = Duration::from_millis(200);
 
-async fn run_phase(input: PhaseInput) -> Result<LoadSummary, LoadError> {
+async fn run_phase(mut input: PhaseInput) -> Result<LoadSummary, LoadError> {
+    // Dropped (stopped) when the phase returns, after every user has stopped.
+    let _null = input.null.take().map(NullServer::serve).transpose()?;
     let s = &input.scenario;
     let plan = &input.plan;
     let shard = input.shard;

@@ -237,11 +237,16 @@ fn a_fixed_injected_latency_is_reported_as_itself() {
         );
         assert!(out.join("calibration/manifest.json").exists());
         let run = Run::open(&out).unwrap();
-        assert!(
-            run.manifest.extra["calibration"]["response"]["p50_ns"]
-                .as_u64()
-                .is_some()
-        );
+        let c = &run.manifest.extra["calibration"];
+        let response = c["response"]["p50_ns"].as_u64().unwrap();
+        // The null server timed itself from each request's kernel arrival stamp (every
+        // calibration request after the first stamped one), and the generator's own share is
+        // the rest of the floor.
+        let server = &c["server"];
+        assert!(server["count"].as_u64().unwrap() > 0, "{c}");
+        let server_p50 = server["p50_ns"].as_u64().unwrap();
+        assert!(server_p50 > 0 && server_p50 < response, "{c}");
+        assert_eq!(c["generator_p50_ns"].as_u64(), Some(response - server_p50));
         drop(sim);
     });
 }

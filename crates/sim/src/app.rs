@@ -176,18 +176,33 @@ pub(crate) async fn handle(
     // Timed from here so that injected stalls and latency show in /metrics as a real gateway's
     // slowness would: `watch` and the alert checks are tested against these figures.
     let started = app.metrics_on.then(Instant::now);
+    let mut latency_deadline = None;
 
     if let Some(d) = &decision {
+        // Waits count from the request's arrival (its kernel receive stamp, module `faults`).
+        let now = Instant::now();
+        let arrived = ctl.arrival.instant(now).unwrap_or(now);
+        let arrived_wall = SystemTime::now() - now.saturating_duration_since(arrived);
+        let arrived = tokio::time::Instant::from_std(arrived);
+        let precise = app.cfg.latency.spin;
+        let mut from = arrived;
         if let Some((stall, every)) = d.stall {
-            let w = faults::stall_wait(stall, every, SystemTime::now());
+            let w = faults::stall_wait(stall, every, arrived_wall);
             if !w.is_zero() {
                 app.stats.add_stall(w.as_nanos() as u64);
-                faults::wait(w, app.cfg.latency.spin).await;
+                from += w;
+                faults::wait_until(from, precise).await;
             }
         }
         if let Some(l) = d.latency {
             app.stats.add_latency(l.as_nanos() as u64);
-            faults::wait(l, app.cfg.latency.spin).await;
+            // A normal answer is prepared first and leaves at the deadline (so the simulator's
+            // own handling is inside the injected latency, as a gateway's would be); a
+            // terminal fault happens at the deadline.
+            latency_deadline = Some(from + l);
+            if d.terminal.is_some() {
+                faults::wait_until(from + l, precise).await;
+            }
         }
         match d.terminal {
             None => {}
@@ -244,6 +259,9 @@ pub(crate) async fn handle(
     {
         app.stats.count_fault(FaultCounter::SlowBody);
         resp = resp.map(|b| b.into_slow(delay, chunk));
+    }
+    if let Some(deadline) = latency_deadline {
+        faults::wait_until(deadline, app.cfg.latency.spin).await;
     }
     if let Some(t0) = started {
         app.metrics

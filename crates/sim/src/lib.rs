@@ -42,8 +42,10 @@ pub mod engine;
 pub mod ratelimit;
 
 pub mod config;
+pub mod hrtimer;
 pub mod json;
 pub mod routes;
+pub mod rxstamp;
 pub mod stats;
 
 mod access;

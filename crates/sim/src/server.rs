@@ -158,6 +158,7 @@ async fn accept_loop(
 ) {
     let graceful = GracefulShutdown::new();
     let mut conns = JoinSet::new();
+    let stamp = app.plan.times_arrivals();
     loop {
         let accepted = tokio::select! {
             _ = shutdown.wait_for(|s| *s) => break,
@@ -176,7 +177,7 @@ async fn accept_loop(
         };
         let _ = stream.set_nodelay(true);
         let ctl = Arc::new(ConnCtl::default());
-        let io = TokioIo::new(FaultIo::new(stream, Arc::clone(&ctl)));
+        let io = TokioIo::new(FaultIo::new(stream, Arc::clone(&ctl), stamp));
         let app = Arc::clone(&app);
         let svc = service_fn(move |req| app::handle(Arc::clone(&app), Arc::clone(&ctl), peer, req));
         let conn = graceful.watch(builder.serve_connection(io, svc));

@@ -218,6 +218,79 @@ async fn latency_is_added_per_route() {
     sim.shutdown().await;
 }
 
+/// The injected latency counts from the request's arrival in the kernel, not from when the
+/// simulator got round to handling it: a simulator whose thread is busy for 200 ms when the
+/// request arrives still answers 300 ms after it arrived, not 500 ms.
+#[test]
+fn latency_counts_from_the_requests_arrival() {
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    let (block_tx, block_rx) = std::sync::mpsc::channel::<std::sync::mpsc::Sender<()>>();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    // The simulator on a current-thread runtime of its own, so a task can block its only
+    // thread on request.
+    let server = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let sim = start(faults(
+                "python",
+                "[[latency.routes]]\nroute = \"GET /api/market\"\nmodel = \"fixed:300ms\"\n",
+            ))
+            .await;
+            addr_tx.send(sim.local_addr()).unwrap();
+            // Serve, and block the thread whenever asked (bounded by the test's requests).
+            let mut stop_rx = stop_rx;
+            loop {
+                tokio::select! {
+                    _ = &mut stop_rx => break,
+                    _ = tokio::time::sleep(Duration::from_millis(1)) => {
+                        if let Ok(blocking) = block_rx.try_recv() {
+                            blocking.send(()).unwrap();
+                            std::thread::sleep(Duration::from_millis(200));
+                        }
+                    }
+                }
+            }
+            sim.shutdown().await;
+        });
+    });
+    let addr = addr_rx.recv_timeout(IO_TIMEOUT).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    // Linux turns receive stamping on a moment after the first socket asks for it, so an
+    // early request may be timed from its handling: up to three tries.
+    let mut took = Vec::new();
+    for _ in 0..3 {
+        let (ack_tx, ack_rx) = std::sync::mpsc::channel();
+        block_tx.send(ack_tx).unwrap();
+        ack_rx.recv_timeout(IO_TIMEOUT).unwrap();
+        // The simulator's thread is now asleep for 200 ms; the request arrives meanwhile.
+        let t = Instant::now();
+        let resp = rt.block_on(get(addr, "/api/market"));
+        let elapsed = t.elapsed();
+        assert_eq!(resp.status, 200);
+        assert!(
+            elapsed >= Duration::from_millis(300),
+            "answered after {elapsed:?}"
+        );
+        took.push(elapsed);
+        if elapsed < Duration::from_millis(450) {
+            break;
+        }
+    }
+    let _ = stop_tx.send(());
+    server.join().unwrap();
+    assert!(
+        took.iter().any(|t| *t < Duration::from_millis(450)),
+        "each answer took 300 ms after the simulator's thread woke (500 ms after the \
+         request arrived) instead of 300 ms after the arrival: {took:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn changed_fields_match_the_stats() {
     let sim = start(faults(

@@ -1,4 +1,7 @@
-//! When did the answer arrive? The kernel's receive timestamp, not the generator's wake-up.
+//! When did a message arrive? The kernel's receive timestamp, not the reader's wake-up.
+//!
+//! Used on both ends of a load test: the load generator times an answer to its last segment's
+//! arrival, and the simulator counts an injected latency from the request's arrival.
 //!
 //! A response time taken with `Instant::now()` after hyper hands over the answer includes the
 //! time the generator's own thread took to wake up and parse it. On a virtual machine whose
@@ -8,17 +11,19 @@
 //! charge to the gateway. So the timed connections ask the kernel to stamp every received
 //! segment (`SO_TIMESTAMPNS`) and read with `recvmsg`: the stamp of the last segment of the
 //! answer is when the answer was complete on this host. [`Arrival::instant`] turns it into an
-//! `Instant`; the gap to the user-space time is recorded as the run's receive delay.
+//! `Instant`; the gap to the user-space time is recorded as the run's receive delay. The
+//! simulator's side is the mirror image: its own wake-up to read a request must not lengthen
+//! the latency it was told to inject.
 //!
 //! The stamp is `CLOCK_REALTIME`. It is converted by its age (realtime now − stamp) taken
-//! right after the answer was read, so a clock step between runs cannot skew it; an age that
+//! right after the message was read, so a clock step between runs cannot skew it; an age that
 //! is negative or over `MAX_AGE` (a clock step during the exchange) is not trusted and the
 //! user-space time is used instead.
 //!
 //! Linux turns receive stamping on a moment after the first socket of the host asks for it
-//! (the switch is a deferred work item), so the first answers of a run can arrive unstamped;
-//! they are timed in user space, and the manifest's `kernel_stamped_share` says how many were
-//! stamped.
+//! (the switch is a deferred work item), so the first messages of a run can arrive unstamped;
+//! they are timed in user space, and the load manifest's `kernel_stamped_share` says how many
+//! answers were stamped.
 
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
@@ -35,7 +40,7 @@ use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::TcpStream;
 
 /// Set once any socket of this process was refused `SO_TIMESTAMPNS`: answers are then timed
-/// when read, so the `tick` pacer must not delay reading them (module `pacer`).
+/// when read, so the load generator's `tick` pacer must not delay reading them.
 static REFUSED: AtomicBool = AtomicBool::new(false);
 
 /// Whether the kernel refused receive stamps to a socket of this process.
@@ -117,9 +122,25 @@ impl StampedStream {
         }
     }
 
+    /// Wraps `inner` without asking for stamps: reads are plain reads.
+    pub fn plain(inner: TcpStream) -> StampedStream {
+        StampedStream {
+            inner,
+            arrival: Arrival::default(),
+            stamping: false,
+            chunk: Box::default(),
+            cmsg: [0; CMSG_SPACE],
+        }
+    }
+
     /// Whether reads carry kernel timestamps.
     pub fn stamping(&self) -> bool {
         self.stamping
+    }
+
+    /// The wrapped stream (for socket options).
+    pub fn get_ref(&self) -> &TcpStream {
+        &self.inner
     }
 }
 
