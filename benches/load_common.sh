@@ -64,17 +64,30 @@ cpu_seconds() {
     awk -v hz="$(getconf CLK_TCK)" '{ print ($14 + $15) / hz }' "/proc/$1/stat"
 }
 
-# steal_mark : "steal total" clock ticks of the machine so far (/proc/stat's cpu line).
+# steal_mark : "steal total" clock ticks of the machine and of each CPU so far (/proc/stat's
+# cpu lines), on one line.
 steal_mark() {
-    awk '/^cpu /{ print $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9 }' /proc/stat
+    awk '/^cpu/{ printf "%s %s ", $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9 }' /proc/stat
 }
 
 # steal_since MARK : the share of the machine's CPU time the hypervisor took (steal) since
-# MARK, in %. A run with more than ~0.5 % was disturbed by the host, whichever tool ran.
+# MARK, in %, and in brackets the largest share of one CPU. A run with more than ~0.5 % of
+# the machine, or 1 % of one vCPU (as much as the P99 tail), was disturbed by the host,
+# whichever tool ran; the load generator marks its own run generator-limited from 1 % of a
+# vCPU.
 steal_since() {
     local now
     now="$(steal_mark)"
-    echo "$1 $now" | awk '{ d = $4 - $2; printf "%.2f", (d > 0 ? 100 * ($3 - $1) / d : 0) }'
+    echo "$1 | $now" | awk -F'|' '{
+        n = split($1, a, " "); split($2, b, " ");
+        worst = 0;
+        for (i = 1; i < n; i += 2) {
+            d = b[i + 1] - a[i + 1];
+            s = (d > 0 ? 100 * (b[i] - a[i]) / d : 0);
+            if (i == 1) machine = s; else if (s > worst) worst = s;
+        }
+        printf "%.2f %% (vCPU max %.2f %%)", machine, worst
+    }'
 }
 
 # run_load DIR ARGS... : one generator run into DIR; records its CPU in DIR/cpu.txt

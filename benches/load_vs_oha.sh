@@ -38,13 +38,13 @@ for i in $(seq 1 "$RUNS"); do
     mark="$(steal_mark)"
     run_load "$OUT/shadowgate-$i-$placement" --target "$SIM_URL" --scenario "$SCENARIO" \
         --rate "$RATE" --duration "$DURATION" --connections "$CONNECTIONS"
-    echo -n "shadowgate run $i ($placement, steal $(steal_since "$mark") %): "
+    echo -n "shadowgate run $i ($placement, steal $(steal_since "$mark")): "
     figures "$OUT/shadowgate-$i-$placement"
     mark="$(steal_mark)"
     pinned "$GEN_CPUS" /usr/bin/time -f '%U %S %e' -o "$OUT/oha-$i-$placement.cpu" "$OHA" --no-tui --output-format json \
         -q "$RATE" -z "$DURATION" -c "$CONNECTIONS" --latency-correction \
         "$SIM_URL/health" >"$OUT/oha-$i-$placement.json"
-    python3 - "$OUT/oha-$i-$placement.json" "$OUT/oha-$i-$placement.cpu" "$placement, steal $(steal_since "$mark") %" <<'PY'
+    python3 - "$OUT/oha-$i-$placement.json" "$OUT/oha-$i-$placement.cpu" "$placement, steal $(steal_since "$mark")" <<'PY'
 import json, sys
 o = json.load(open(sys.argv[1]))
 user, sys_, elapsed = (float(x) for x in open(sys.argv[2]).read().split())

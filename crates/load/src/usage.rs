@@ -37,12 +37,14 @@ impl ThreadSet {
     }
 }
 
-/// One reading: when, the generator threads' scheduler counters, and the machine's CPU times.
-#[derive(Debug, Clone, Copy)]
+/// One reading: when, the generator threads' scheduler counters, and the machine's CPU times
+/// (all CPUs, then each CPU).
+#[derive(Debug, Clone)]
 pub struct Sample {
     at: Instant,
     threads: Option<SchedStat>,
     machine: Option<CpuTimes>,
+    per_cpu: Vec<CpuTimes>,
 }
 
 /// Summed `schedstat` of some threads, ns.
@@ -52,7 +54,7 @@ struct SchedStat {
     waiting_ns: u64,
 }
 
-/// The machine-wide counters of `/proc/stat`'s `cpu` line, in clock ticks.
+/// The counters of one `/proc/stat` `cpu` line (the machine's, or one CPU's), in clock ticks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct CpuTimes {
     /// Every column summed (user, nice, system, idle, iowait, irq, softirq, steal).
@@ -70,17 +72,20 @@ pub struct Usage {
     pub cpu_wait_share: Option<f64>,
     /// Steal over the window, as a share of all the machine's CPU time (0.01 = 1 %).
     pub steal_share: Option<f64>,
+    /// The largest steal share of a single CPU over the window: the hypervisor's stalls land
+    /// on one vCPU at a time, and a single-threaded generator on it stops for all of them.
+    pub steal_share_max_cpu: Option<f64>,
 }
 
 impl Sample {
     /// Reads the counters now (each `None` where the platform has none).
     pub fn now(threads: &ThreadSet) -> Sample {
+        let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
         Sample {
             at: Instant::now(),
             threads: threads_schedstat(&threads.tids()),
-            machine: std::fs::read_to_string("/proc/stat")
-                .ok()
-                .and_then(|s| parse_proc_stat(&s)),
+            machine: parse_proc_stat(&stat),
+            per_cpu: parse_proc_stat_cpus(&stat),
         }
     }
 
@@ -94,16 +99,29 @@ impl Sample {
             ),
             _ => (None, None),
         };
-        let steal_share = match (self.machine, later.machine) {
-            (Some(a), Some(b)) if b.total > a.total => {
-                Some(b.steal.saturating_sub(a.steal) as f64 / (b.total - a.total) as f64)
-            }
+        let share = |a: &CpuTimes, b: &CpuTimes| {
+            (b.total > a.total)
+                .then(|| b.steal.saturating_sub(a.steal) as f64 / (b.total - a.total) as f64)
+        };
+        let steal_share = match (&self.machine, &later.machine) {
+            (Some(a), Some(b)) => share(a, b),
             _ => None,
         };
+        // The same CPUs in both readings (CPU hot-plug between them: no per-CPU figure).
+        let steal_share_max_cpu = (self.per_cpu.len() == later.per_cpu.len())
+            .then(|| {
+                self.per_cpu
+                    .iter()
+                    .zip(&later.per_cpu)
+                    .filter_map(|(a, b)| share(a, b))
+                    .reduce(f64::max)
+            })
+            .flatten();
         Usage {
             generator_cores,
             cpu_wait_share,
             steal_share,
+            steal_share_max_cpu,
         }
     }
 }
@@ -137,7 +155,19 @@ fn parse_schedstat(text: &str) -> Option<SchedStat> {
 /// The `cpu` line of `/proc/stat`: `cpu user nice system idle iowait irq softirq steal ...`
 /// (guest time is already inside user and nice, so columns after steal are not added).
 fn parse_proc_stat(text: &str) -> Option<CpuTimes> {
-    let line = text.lines().find(|l| l.starts_with("cpu "))?;
+    parse_cpu_line(text.lines().find(|l| l.starts_with("cpu "))?)
+}
+
+/// The `cpuN` lines of `/proc/stat`, in order; empty when any is garbled.
+fn parse_proc_stat_cpus(text: &str) -> Vec<CpuTimes> {
+    text.lines()
+        .filter(|l| l.starts_with("cpu") && l.as_bytes().get(3).is_some_and(u8::is_ascii_digit))
+        .map(parse_cpu_line)
+        .collect::<Option<Vec<_>>>()
+        .unwrap_or_default()
+}
+
+fn parse_cpu_line(line: &str) -> Option<CpuTimes> {
     let cols: Vec<u64> = line
         .split_whitespace()
         .skip(1)
@@ -173,6 +203,17 @@ mod tests {
         assert_eq!(parse_proc_stat("cpu  1 2 3 4\n"), None);
         assert_eq!(parse_proc_stat("cpu  1 x 3 4 5 6 7 8\n"), None);
         assert_eq!(parse_proc_stat("intr 1\n"), None);
+        assert_eq!(
+            parse_proc_stat_cpus(text),
+            vec![CpuTimes {
+                total: 500,
+                steal: 15
+            }]
+        );
+        assert_eq!(
+            parse_proc_stat_cpus("cpu  1 2 3 4 5 6 7 8\ncpu0 1 2\n"),
+            vec![]
+        );
     }
 
     #[test]
@@ -201,6 +242,16 @@ mod tests {
                 total: 1000,
                 steal: 10,
             }),
+            per_cpu: vec![
+                CpuTimes {
+                    total: 500,
+                    steal: 10,
+                },
+                CpuTimes {
+                    total: 500,
+                    steal: 0,
+                },
+            ],
         };
         let b = Sample {
             at: t + Duration::from_secs(2),
@@ -212,15 +263,28 @@ mod tests {
                 total: 1400,
                 steal: 30,
             }),
+            per_cpu: vec![
+                CpuTimes {
+                    total: 700,
+                    steal: 28,
+                },
+                CpuTimes {
+                    total: 700,
+                    steal: 2,
+                },
+            ],
         };
         let u = a.until(&b);
         assert_eq!(u.generator_cores, Some(0.5));
         assert_eq!(u.cpu_wait_share, Some(0.05));
         assert_eq!(u.steal_share, Some(0.05));
+        // 18 of CPU 0's 200 ticks: the stalls landed on one vCPU.
+        assert_eq!(u.steal_share_max_cpu, Some(0.09));
         let none = Sample {
             at: t + Duration::from_secs(2),
             threads: None,
             machine: None,
+            per_cpu: Vec::new(),
         };
         assert_eq!(a.until(&none), Usage::default());
     }
