@@ -61,6 +61,8 @@ impl NullListener {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(start)?;
         listener.set_nonblocking(true).map_err(start)?;
         let addr = listener.local_addr().map_err(start)?;
+        // Stamping stays on while the server listens (see `rxstamp`).
+        crate::rxstamp::stamp_listener(&listener);
         Ok(NullListener {
             listener,
             addr,

@@ -20,10 +20,14 @@
 //! is negative or over `MAX_AGE` (a clock step during the exchange) is not trusted and the
 //! user-space time is used instead.
 //!
-//! Linux turns receive stamping on a moment after the first socket of the host asks for it
-//! (the switch is a deferred work item), so the first messages of a run can arrive unstamped;
-//! they are timed in user space, and the load manifest's `kernel_stamped_share` says how many
-//! answers were stamped.
+//! Linux stamps arriving packets only while some socket of the host wants stamps: it turns
+//! stamping on a moment after the first socket asks (the switch is a deferred work item) and
+//! off again when the last such socket closes. A request sent on a fresh connection, before
+//! the server accepted it and asked for stamps, would then arrive unstamped; so a server asks
+//! on its listening socket too ([`stamp_listener`]), which keeps stamping on while it listens
+//! (accepted sockets also inherit the option). The first messages of a run can still arrive
+//! unstamped; they are timed in user space, and the load manifest's `kernel_stamped_share`
+//! says how many answers were stamped.
 
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
@@ -46,6 +50,17 @@ static REFUSED: AtomicBool = AtomicBool::new(false);
 /// Whether the kernel refused receive stamps to a socket of this process.
 pub fn refused() -> bool {
     REFUSED.load(Ordering::Relaxed)
+}
+
+/// Asks the kernel to stamp what arrives for `listener`'s connections, so a request that
+/// arrives before its connection is accepted is stamped too (see the module docs). Returns
+/// whether the kernel agreed; when it did not, connections are timed as they are read.
+pub fn stamp_listener<L: std::os::fd::AsFd>(listener: &L) -> bool {
+    let ok = setsockopt(listener, ReceiveTimestampns, &true).is_ok();
+    if !ok {
+        REFUSED.store(true, Ordering::Relaxed);
+    }
+    ok
 }
 
 /// Older stamps than this are not trusted (see the module docs).

@@ -159,6 +159,11 @@ async fn accept_loop(
     let graceful = GracefulShutdown::new();
     let mut conns = JoinSet::new();
     let stamp = app.plan.times_arrivals();
+    if stamp {
+        // Keeps the kernel stamping while we listen, so a request queued on a connection not
+        // yet accepted still counts from its arrival.
+        crate::rxstamp::stamp_listener(&listener);
+    }
     loop {
         let accepted = tokio::select! {
             _ = shutdown.wait_for(|s| *s) => break,

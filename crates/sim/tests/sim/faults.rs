@@ -220,7 +220,9 @@ async fn latency_is_added_per_route() {
 
 /// The injected latency counts from the request's arrival in the kernel, not from when the
 /// simulator got round to handling it: a simulator whose thread is busy for 200 ms when the
-/// request arrives still answers 300 ms after it arrived, not 500 ms.
+/// request arrives still answers 300 ms after it arrived, not 500 ms. Each request goes on a
+/// fresh connection the simulator has not accepted yet: it is stamped because the listener
+/// keeps the kernel's stamping on.
 #[test]
 fn latency_counts_from_the_requests_arrival() {
     let (addr_tx, addr_rx) = std::sync::mpsc::channel();
