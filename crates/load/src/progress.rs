@@ -115,9 +115,13 @@ pub(crate) async fn run(
     };
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last_sent = 0u64;
-    let mut last_at = Instant::now();
+    // The last readings `(when, sent so far)`, RATE_WINDOW ticks back: the workers flush
+    // their counts every 250 ms each, so a one-second window would jump by ±20 % on a steady
+    // rate.
+    let mut readings: std::collections::VecDeque<(Instant, u64)> =
+        std::collections::VecDeque::from([(Instant::now(), 0)]);
     let mut n: u64 = 0;
+    let mut rate = 0.0;
     loop {
         tokio::select! {
             _ = stop.changed() => break,
@@ -132,10 +136,21 @@ pub(crate) async fn run(
         n += 1;
         let now = Instant::now();
         let sent = shared.live.sent.load(Ordering::Relaxed);
-        let dt = now.duration_since(last_at).as_secs_f64().max(1e-3);
-        let rate = sent.saturating_sub(last_sent) as f64 / dt;
-        last_sent = sent;
-        last_at = now;
+        let end = t0 + total;
+        if now >= end {
+            // The schedule is over: the average over all of it (the
+            // workers flush their counts every LIVE_FLUSH, so a last short window would
+            // overstate).
+            rate = sent as f64 / total.as_secs_f64().max(1e-3);
+        } else if let Some(&(from, before)) = readings.front()
+            && let Some(r) = window_rate(sent.saturating_sub(before), from, now, t0, end)
+        {
+            rate = r;
+        }
+        readings.push_back((now, sent));
+        if readings.len() > RATE_WINDOW {
+            readings.pop_front();
+        }
         let (p50, p99) = {
             let mut h = shared
                 .live
@@ -178,9 +193,45 @@ pub(crate) async fn run(
     }
 }
 
+/// How many one-second ticks the shown send rate spans.
+const RATE_WINDOW: usize = 3;
+
+/// The send rate of `sent` requests counted between `from` and `to`, over the part of that
+/// window inside the schedule (`start`..`end`): the first tick began before the schedule, and
+/// dividing by the whole tick would show a rate the run never had. `None` when too little of
+/// the window was inside (keep the last reading).
+fn window_rate(sent: u64, from: Instant, to: Instant, start: Instant, end: Instant) -> Option<f64> {
+    let inside = to.min(end).saturating_duration_since(from.max(start));
+    (inside >= Duration::from_millis(50)).then(|| sent as f64 / inside.as_secs_f64())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_rate_counts_only_the_scheduled_part_of_a_tick() {
+        let start = Instant::now();
+        let end = start + Duration::from_secs(10);
+        let s = Duration::from_secs;
+        let ms = Duration::from_millis;
+        // A whole tick inside the schedule.
+        assert_eq!(
+            window_rate(10_000, start + s(2), start + s(3), start, end),
+            Some(10_000.0)
+        );
+        // The last tick: 9.6 s .. 10.6 s, of which 0.4 s scheduled.
+        let r = window_rate(4_000, start + ms(9_600), start + ms(10_600), start, end).unwrap();
+        assert!((r - 10_000.0).abs() < 1e-6, "{r}");
+        // The first tick began 0.5 s before the schedule started.
+        let r = window_rate(5_000, start, start + ms(1_000), start + ms(500), end).unwrap();
+        assert!((r - 10_000.0).abs() < 1e-6, "{r}");
+        // Almost nothing of the window inside: no reading.
+        assert_eq!(
+            window_rate(10, start + ms(9_990), start + s(11), start, end),
+            None
+        );
+    }
 
     #[test]
     fn numbers_read_well() {
