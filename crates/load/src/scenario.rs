@@ -39,7 +39,11 @@
 //! Decisions:
 //! - **The rate counts requests, not flows.** A flow of k steps uses k requests of the rate, so
 //!   the pacer issues `rate / mean steps per entry` schedule tickets per second and later steps
-//!   are sent by the same user `delay` after the previous answer (their intended send time).
+//!   are sent by the same user `delay` after the previous answer (their intended send time),
+//!   in addition to the tickets: a follow-up never takes a ticket's place, so the mix keeps
+//!   its weights. The delay is the client's think time: when the user was idle and its timer
+//!   woke late, the step is timed from the wake-up; when the user was busy with another
+//!   request, the wait counts against the gateway like a late ticket.
 //! - **Profiles pick variants.** An entry with `profile = "python"` is used only when the run's
 //!   profile is python; entries without a profile are used always. The VeloZ gateways differ
 //!   in their order paths (python `POST /api/order` + `POST /api/cancel`; cpp

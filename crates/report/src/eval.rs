@@ -504,6 +504,7 @@ fn targets(m: &Measurements) -> Vec<TargetSummary> {
         .map(|name| {
             let counts = m.counts(&name, None).unwrap_or_default();
             let res = m.resources(&name);
+            let growth = m.rss_growth_per_hour(&name);
             let resources = (!res.is_empty()).then(|| {
                 let cpu: Vec<f64> = res.iter().filter_map(|s| s.cpu_percent).collect();
                 let rss: Vec<f64> = res
@@ -516,7 +517,8 @@ fn targets(m: &Measurements) -> Vec<TargetSummary> {
                     cpu_p95: aggregate(&cpu, Agg::P95),
                     cpu_max: aggregate(&cpu, Agg::Max),
                     rss_max: aggregate(&rss, Agg::Max),
-                    rss_growth_per_hour: m.rss_growth_per_hour(&name).map(|g| g.0),
+                    rss_growth_per_hour: growth.map(|g| g.0),
+                    rss_span_s: growth.map(|g| g.2.as_secs_f64()),
                 }
             });
             let floor = m

@@ -180,6 +180,9 @@ pub struct Resources {
     pub rss_max: Option<f64>,
     /// Least-squares slope of RSS, bytes per hour.
     pub rss_growth_per_hour: Option<f64>,
+    /// Seconds the memory samples behind that slope span (a slope over seconds is mostly
+    /// start-up, not a leak).
+    pub rss_span_s: Option<f64>,
 }
 
 /// Totals of one target.

@@ -366,6 +366,20 @@ pub fn fmt_bytes(b: f64) -> String {
     }
 }
 
+/// A memory growth per hour with the time its samples span: `15.6 GB/h over 25s`. A slope
+/// over a short run is mostly start-up (buffers and caches filling), so the span is shown
+/// next to it rather than left for the reader to guess.
+pub fn fmt_growth(per_hour: f64, span_s: Option<f64>) -> String {
+    match span_s {
+        Some(s) if s.is_finite() && s >= 0.0 => format!(
+            "{}/h over {}",
+            fmt_bytes(per_hour),
+            humantime::format_duration(std::time::Duration::from_secs(s.round() as u64))
+        ),
+        _ => format!("{}/h", fmt_bytes(per_hour)),
+    }
+}
+
 /// Percent points as `0.1%`, `12.5%`.
 pub fn fmt_percent(points: f64) -> String {
     format!("{}%", sig3(points))
@@ -394,6 +408,13 @@ pub fn fmt_number(v: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_growth_shows_its_span() {
+        assert_eq!(fmt_growth(15.6e9, Some(25.2)), "15.6 GB/h over 25s");
+        assert_eq!(fmt_growth(-2e6, Some(3_720.0)), "-2 MB/h over 1h 2m");
+        assert_eq!(fmt_growth(40e6, None), "40 MB/h");
+    }
 
     fn base(text: &str, dim: Dimension) -> Result<f64, String> {
         to_base(&parse_literal(text)?, dim, text)

@@ -215,8 +215,8 @@ fn view(r: &Report, m: &Measurements) -> Result<View, String> {
                     .map_or_else(|| "-".into(), units::fmt_percent),
                 res.and_then(|x| x.rss_max)
                     .map_or_else(|| "-".into(), units::fmt_bytes),
-                res.and_then(|x| x.rss_growth_per_hour)
-                    .map_or_else(|| "-".into(), |g| format!("{}/h", units::fmt_bytes(g))),
+                res.and_then(|x| x.rss_growth_per_hour.map(|g| (g, x.rss_span_s)))
+                    .map_or_else(|| "-".into(), |(g, span)| units::fmt_growth(g, span)),
             ]
         })
         .collect();

@@ -109,10 +109,8 @@ pub fn render(r: &Report, w: &mut dyn Write) -> io::Result<()> {
                     .map_or_else(|| "-".into(), crate::units::fmt_percent),
                 res.and_then(|x| x.rss_max)
                     .map_or_else(|| "-".into(), crate::units::fmt_bytes),
-                res.and_then(|x| x.rss_growth_per_hour).map_or_else(
-                    || "-".into(),
-                    |g| format!("{}/h", crate::units::fmt_bytes(g))
-                ),
+                res.and_then(|x| x.rss_growth_per_hour.map(|g| (g, x.rss_span_s)))
+                    .map_or_else(|| "-".into(), |(g, span)| crate::units::fmt_growth(g, span)),
             )?;
         }
     }
