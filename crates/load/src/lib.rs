@@ -63,8 +63,9 @@
 //! - **Generator-limited runs are flagged** (`generator_limited` in the manifest, with the
 //!   reasons), so a failed gate is never blamed on the gateway when the generator (or the
 //!   host under it) was the bottleneck. A run is generator-limited when any of these holds:
-//!   1. achieved rate (requests actually sent inside the measured window, per second) is below
-//!      `min_achieved_ratio` (0.99) × the target rate;
+//!   1. achieved rate (requests actually sent inside the measured window, per second, plus the
+//!      later steps of flows that broke on the gateway's error and so were never due) is
+//!      below `min_achieved_ratio` (0.99) × the target rate;
 //!   2. the median send lateness (actual − intended send time) exceeds `lateness_threshold`
 //!      (1 ms): requests queue for a connection or for CPU in the typical case — a stall of the
 //!      gateway delays a minority of requests and does not trip this;

@@ -178,6 +178,9 @@ pub struct FlowSummary {
     pub broken: u64,
     /// Later steps still waiting when the run ended.
     pub unfinished: u64,
+    /// Later steps of broken flows, never sent: the rate falls short by these because the
+    /// gateway failed a step, not because the generator fell behind.
+    pub steps_not_sent: u64,
 }
 
 /// SSE subscriber figures.
@@ -324,6 +327,23 @@ impl LoadSummary {
             group_thousands(self.requests),
             group_thousands(self.errors)
         ));
+        if self.flows.steps_not_sent > 0 {
+            out.push_str(&format!(
+                "        {} later steps of broken flows were never sent (an earlier step failed); \
+                 with them {} req/s{}\n",
+                group_thousands(self.flows.steps_not_sent),
+                group_thousands(
+                    (self.achieved_rate
+                        + self.flows.steps_not_sent as f64 / self.duration_s.max(1e-9))
+                    .round() as u64
+                ),
+                if self.generator_limited {
+                    ""
+                } else {
+                    ": the generator kept its schedule"
+                }
+            ));
+        }
         out.push_str(&format!(
             "  latency from intended send: {}\n",
             p(&self.response)
@@ -1105,6 +1125,8 @@ fn summarize(input: &PhaseInput, run: &Run, si: SummaryInputs) -> LoadSummary {
     let reasons = limit_reasons(&LimitInputs {
         target_rate,
         achieved_rate,
+        // What the schedule sent, counting the steps broken flows did not need.
+        scheduled_rate: (si.totals.sent_in_window + si.totals.steps_not_sent) as f64 / duration_s,
         min_achieved_ratio: s.limits.min_achieved_ratio,
         threshold_ns: u64::try_from(s.limits.lateness_threshold.as_nanos()).unwrap_or(u64::MAX),
         send_lateness_p50_ns: send_lateness.map(|l| l.p50_ns),
@@ -1172,6 +1194,7 @@ fn summarize(input: &PhaseInput, run: &Run, si: SummaryInputs) -> LoadSummary {
             completed: si.totals.flows_completed,
             broken: si.totals.flows_broken,
             unfinished: si.totals.flows_unfinished,
+            steps_not_sent: si.totals.steps_not_sent,
         },
         sse,
         calibration: None,
@@ -1201,6 +1224,9 @@ fn lock_usage(m: &Mutex<Option<Usage>>) -> std::sync::MutexGuard<'_, Option<Usag
 struct LimitInputs {
     target_rate: f64,
     achieved_rate: f64,
+    /// `achieved_rate` plus the follow-up steps of broken flows, which were never due: a
+    /// gateway that fails a flow's first step lowers the achieved rate, not the generator.
+    scheduled_rate: f64,
     min_achieved_ratio: f64,
     threshold_ns: u64,
     send_lateness_p50_ns: Option<u64>,
@@ -1270,10 +1296,16 @@ fn cpu_cause(l: &LimitInputs) -> String {
 /// The generator-limited rules (see the crate docs); empty when the run is not limited.
 fn limit_reasons(l: &LimitInputs) -> Vec<String> {
     let mut reasons = Vec::new();
-    if l.achieved_rate < l.min_achieved_ratio * l.target_rate {
+    if l.scheduled_rate < l.min_achieved_ratio * l.target_rate {
+        let broken = l.scheduled_rate - l.achieved_rate;
         reasons.push(format!(
-            "achieved {:.0} req/s, below {:.0}% of the target {:.0} req/s",
-            l.achieved_rate,
+            "achieved {:.0} req/s{}, below {:.0}% of the target {:.0} req/s",
+            l.scheduled_rate,
+            if broken >= 0.5 {
+                format!(" (counting {broken:.0} req/s of steps that broken flows did not need)")
+            } else {
+                String::new()
+            },
             l.min_achieved_ratio * 100.0,
             l.target_rate
         ));
@@ -1344,6 +1376,7 @@ mod tests {
         LimitInputs {
             target_rate: 10_000.0,
             achieved_rate: 9_999.0,
+            scheduled_rate: 9_999.0,
             min_achieved_ratio: 0.99,
             threshold_ns: 1_000_000,
             send_lateness_p50_ns: Some(20_000),
@@ -1362,19 +1395,37 @@ mod tests {
         // A gateway stall delays a minority of requests a lot: the median is untouched.
         let stall = LimitInputs {
             achieved_rate: 9_990.0,
+            scheduled_rate: 9_990.0,
             send_lateness_p50_ns: Some(150_000),
             ..healthy()
         };
         assert!(limit_reasons(&stall).is_empty());
+        // A gateway that fails a flow's first step: its later steps were never due.
+        let broken_flows = LimitInputs {
+            achieved_rate: 9_000.0,
+            scheduled_rate: 9_998.0,
+            ..healthy()
+        };
+        assert!(limit_reasons(&broken_flows).is_empty());
     }
 
     #[test]
     fn each_rule_names_its_reason() {
         let slow = LimitInputs {
             achieved_rate: 9_000.0,
+            scheduled_rate: 9_000.0,
             ..healthy()
         };
-        assert!(limit_reasons(&slow)[0].contains("achieved 9000 req/s"));
+        assert!(limit_reasons(&slow)[0].contains("achieved 9000 req/s, below 99%"));
+        let slow_and_broken = LimitInputs {
+            achieved_rate: 8_000.0,
+            scheduled_rate: 9_000.0,
+            ..healthy()
+        };
+        assert!(
+            limit_reasons(&slow_and_broken)[0]
+                .contains("achieved 9000 req/s (counting 1000 req/s of steps that broken flows")
+        );
         let few_conns = LimitInputs {
             send_lateness_p50_ns: Some(5_000_000),
             connections: 4,

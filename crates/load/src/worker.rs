@@ -82,6 +82,8 @@ pub(crate) struct Totals {
     pub flows_broken: u64,
     /// Follow-up steps still waiting when the run ended.
     pub flows_unfinished: u64,
+    /// Follow-up steps of broken flows, never sent (the gateway's doing, not the schedule's).
+    pub steps_not_sent: u64,
     /// Connections opened.
     pub connects: u64,
 }
@@ -99,6 +101,7 @@ impl Totals {
             flows_completed: 0,
             flows_broken: 0,
             flows_unfinished: 0,
+            steps_not_sent: 0,
             connects: 0,
         }
     }
@@ -117,6 +120,7 @@ impl Totals {
         self.flows_completed += o.flows_completed;
         self.flows_broken += o.flows_broken;
         self.flows_unfinished += o.flows_unfinished;
+        self.steps_not_sent += o.steps_not_sent;
         self.connects += o.connects;
     }
 }
@@ -512,12 +516,14 @@ impl Worker {
                     None => {
                         if measured {
                             self.totals.flows_broken += 1;
+                            self.totals.steps_not_sent += (ce.steps.len() - step - 1) as u64;
                         }
                     }
                 },
                 _ => {
                     if measured {
                         self.totals.flows_broken += 1;
+                        self.totals.steps_not_sent += (ce.steps.len() - step - 1) as u64;
                     }
                 }
             }
