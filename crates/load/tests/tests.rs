@@ -509,8 +509,8 @@ fn follow_up_steps_keep_the_mix_and_the_rate() {
 }
 
 /// A gateway that fails every flow's first step lowers the achieved rate (the later steps are
-/// never sent), but the generator kept its schedule: the run is not marked generator-limited,
-/// and the summary says how many steps were not sent.
+/// never sent), but the generator kept its schedule: the achieved-rate rule does not mark the
+/// run generator-limited, and the summary says how many steps were not sent.
 #[test]
 fn broken_flows_are_not_blamed_on_the_generator() {
     block_on(async {
@@ -536,7 +536,15 @@ fn broken_flows_are_not_blamed_on_the_generator() {
             summary.achieved_rate < 0.9 * summary.target_rate,
             "{report}"
         );
-        assert!(!summary.generator_limited, "{report}");
+        // The achieved-rate rule does not fire (the other rules judge the host: a busy host
+        // can still mark a 1 s run for its steal).
+        assert!(
+            !summary
+                .generator_limited_reasons
+                .iter()
+                .any(|r| r.contains("achieved")),
+            "{report}"
+        );
         assert!(
             report.contains("later steps of broken flows were never sent"),
             "{report}"
