@@ -475,9 +475,8 @@ fn follow_up_steps_keep_the_mix_and_the_rate() {
     block_on(async {
         let sim = sim("profile = \"python\"\n[auth]\nenabled = false\n").await;
         let tmp = tempfile::tempdir().unwrap();
-        let text = FLOW_MIX;
         let out = tmp.path().join("run");
-        let summary = run(opts(Some(url(&sim)), scenario(text), &out))
+        let summary = run(opts(Some(url(&sim)), scenario(FLOW_MIX), &out))
             .await
             .unwrap();
         let report = summary.render();
