@@ -65,7 +65,8 @@
 //!   host under it) was the bottleneck. A run is generator-limited when any of these holds:
 //!   1. achieved rate (requests actually sent inside the measured window, per second, plus the
 //!      later steps of flows that broke on the gateway's error and so were never due) is
-//!      below `min_achieved_ratio` (0.99) × the target rate;
+//!      below `min_achieved_ratio` (0.99) × what the schedule put in the window (the target
+//!      rate for fixed arrivals; a Poisson schedule's own draws, which stray by ~√n);
 //!   2. the median send lateness (actual − intended send time) exceeds `lateness_threshold`
 //!      (1 ms): requests queue for a connection or for CPU in the typical case — a stall of the
 //!      gateway delays a minority of requests and does not trip this;

@@ -233,6 +233,9 @@ pub struct LoadSummary {
     pub connections: usize,
     /// This generator's share of the scenario rate, requests/s.
     pub target_rate: f64,
+    /// The requests per second the schedule put in the measured window: `target_rate` for a
+    /// fixed rate, the actual draws of a Poisson schedule (they stray by ~√n).
+    pub drawn_rate: f64,
     /// Requests whose actual send time fell in the measured window, per second of it.
     pub achieved_rate: f64,
     pub duration_s: f64,
@@ -327,6 +330,13 @@ impl LoadSummary {
             group_thousands(self.requests),
             group_thousands(self.errors)
         ));
+        if (self.drawn_rate - self.target_rate).abs() >= 0.005 * self.target_rate {
+            out.push_str(&format!(
+                "        the Poisson schedule drew {} req/s for this window ({:.2}% of it achieved)\n",
+                group_thousands(self.drawn_rate.round() as u64),
+                100.0 * self.achieved_rate / self.drawn_rate.max(1e-9)
+            ));
+        }
         if self.flows.steps_not_sent > 0 {
             out.push_str(&format!(
                 "        {} later steps of broken flows were never sent (an earlier step failed); \
@@ -997,7 +1007,7 @@ async fn run_phase(mut input: PhaseInput) -> Result<LoadSummary, LoadError> {
             goose_reports: reports,
             sse: sse_counters,
             sse_lag_key,
-            ticket_rate,
+            scheduled_tickets: schedule.count_between(phases.window_start, phases.window_end),
             usage: *lock_usage(&window_usage),
         },
     ))
@@ -1051,7 +1061,8 @@ struct SummaryInputs {
     goose_reports: Vec<String>,
     sse: Arc<SseCounters>,
     sse_lag_key: Option<SeriesKey>,
-    ticket_rate: f64,
+    /// Tickets the schedule put in the measured window.
+    scheduled_tickets: u64,
     /// The measured window's CPU usage (module `usage`), when the window was reached.
     usage: Option<Usage>,
 }
@@ -1118,15 +1129,17 @@ fn summarize(input: &PhaseInput, run: &Run, si: SummaryInputs) -> LoadSummary {
     let duration_s = s.duration.as_secs_f64();
     let target_rate = s.rate / f64::from(input.shard.count);
     let achieved_rate = si.totals.sent_in_window as f64 / duration_s;
+    let drawn_rate = si.scheduled_tickets as f64 * input.plan.requests_per_ticket / duration_s;
     let send_lateness = Percentiles::of(&si.totals.lateness);
     let pacer_lateness = Percentiles::of(&si.pacer.lateness);
 
     let measured = si.totals.sent[1].max(1);
     let reasons = limit_reasons(&LimitInputs {
         target_rate,
+        drawn_rate,
         achieved_rate,
         // What the schedule sent, counting the steps broken flows did not need.
-        scheduled_rate: (si.totals.sent_in_window + si.totals.steps_not_sent) as f64 / duration_s,
+        kept_rate: (si.totals.sent_in_window + si.totals.steps_not_sent) as f64 / duration_s,
         min_achieved_ratio: s.limits.min_achieved_ratio,
         threshold_ns: u64::try_from(s.limits.lateness_threshold.as_nanos()).unwrap_or(u64::MAX),
         send_lateness_p50_ns: send_lateness.map(|l| l.p50_ns),
@@ -1155,7 +1168,6 @@ fn summarize(input: &PhaseInput, run: &Run, si: SummaryInputs) -> LoadSummary {
             lag,
         }
     });
-    let _ = si.ticket_rate;
     LoadSummary {
         dir: run.dir.clone(),
         target: input.target.url.clone(),
@@ -1167,6 +1179,7 @@ fn summarize(input: &PhaseInput, run: &Run, si: SummaryInputs) -> LoadSummary {
         arrival: s.arrival.as_str().to_owned(),
         connections: s.connections,
         target_rate,
+        drawn_rate,
         achieved_rate,
         duration_s,
         warmup_s: s.warmup.as_secs_f64(),
@@ -1223,10 +1236,13 @@ fn lock_usage(m: &Mutex<Option<Usage>>) -> std::sync::MutexGuard<'_, Option<Usag
 #[derive(Debug, Clone, Copy)]
 struct LimitInputs {
     target_rate: f64,
+    /// The requests per second the schedule put in the window (`target_rate` for a fixed rate,
+    /// give or take one ticket).
+    drawn_rate: f64,
     achieved_rate: f64,
     /// `achieved_rate` plus the follow-up steps of broken flows, which were never due: a
     /// gateway that fails a flow's first step lowers the achieved rate, not the generator.
-    scheduled_rate: f64,
+    kept_rate: f64,
     min_achieved_ratio: f64,
     threshold_ns: u64,
     send_lateness_p50_ns: Option<u64>,
@@ -1296,18 +1312,26 @@ fn cpu_cause(l: &LimitInputs) -> String {
 /// The generator-limited rules (see the crate docs); empty when the run is not limited.
 fn limit_reasons(l: &LimitInputs) -> Vec<String> {
     let mut reasons = Vec::new();
-    if l.scheduled_rate < l.min_achieved_ratio * l.target_rate {
-        let broken = l.scheduled_rate - l.achieved_rate;
+    if l.kept_rate < l.min_achieved_ratio * l.drawn_rate {
+        let broken = l.kept_rate - l.achieved_rate;
         reasons.push(format!(
-            "achieved {:.0} req/s{}, below {:.0}% of the target {:.0} req/s",
-            l.scheduled_rate,
+            "achieved {:.0} req/s{}, below {:.0}% of the target {:.0} req/s{}",
+            l.kept_rate,
             if broken >= 0.5 {
                 format!(" (counting {broken:.0} req/s of steps that broken flows did not need)")
             } else {
                 String::new()
             },
             l.min_achieved_ratio * 100.0,
-            l.target_rate
+            l.target_rate,
+            if (l.drawn_rate - l.target_rate).abs() >= 0.005 * l.target_rate {
+                format!(
+                    " ({:.0} req/s drawn by the Poisson schedule for this window)",
+                    l.drawn_rate
+                )
+            } else {
+                String::new()
+            }
         ));
     }
     if let Some(p50) = l.send_lateness_p50_ns.filter(|p| *p > l.threshold_ns) {
@@ -1375,8 +1399,9 @@ mod tests {
     fn healthy() -> LimitInputs {
         LimitInputs {
             target_rate: 10_000.0,
+            drawn_rate: 10_000.0,
             achieved_rate: 9_999.0,
-            scheduled_rate: 9_999.0,
+            kept_rate: 9_999.0,
             min_achieved_ratio: 0.99,
             threshold_ns: 1_000_000,
             send_lateness_p50_ns: Some(20_000),
@@ -1395,7 +1420,7 @@ mod tests {
         // A gateway stall delays a minority of requests a lot: the median is untouched.
         let stall = LimitInputs {
             achieved_rate: 9_990.0,
-            scheduled_rate: 9_990.0,
+            kept_rate: 9_990.0,
             send_lateness_p50_ns: Some(150_000),
             ..healthy()
         };
@@ -1403,23 +1428,41 @@ mod tests {
         // A gateway that fails a flow's first step: its later steps were never due.
         let broken_flows = LimitInputs {
             achieved_rate: 9_000.0,
-            scheduled_rate: 9_998.0,
+            kept_rate: 9_998.0,
             ..healthy()
         };
         assert!(limit_reasons(&broken_flows).is_empty());
+        // A Poisson schedule that drew 2.5 % fewer arrivals for the window than the mean rate.
+        let poisson_lull = LimitInputs {
+            drawn_rate: 9_750.0,
+            achieved_rate: 9_745.0,
+            kept_rate: 9_745.0,
+            ..healthy()
+        };
+        assert!(limit_reasons(&poisson_lull).is_empty());
+        let behind_the_draws = LimitInputs {
+            achieved_rate: 9_000.0,
+            kept_rate: 9_000.0,
+            ..poisson_lull
+        };
+        let r = limit_reasons(&behind_the_draws);
+        assert!(
+            r[0].contains("(9750 req/s drawn by the Poisson schedule"),
+            "{r:?}"
+        );
     }
 
     #[test]
     fn each_rule_names_its_reason() {
         let slow = LimitInputs {
             achieved_rate: 9_000.0,
-            scheduled_rate: 9_000.0,
+            kept_rate: 9_000.0,
             ..healthy()
         };
         assert!(limit_reasons(&slow)[0].contains("achieved 9000 req/s, below 99%"));
         let slow_and_broken = LimitInputs {
             achieved_rate: 8_000.0,
-            scheduled_rate: 9_000.0,
+            kept_rate: 9_000.0,
             ..healthy()
         };
         assert!(

@@ -288,31 +288,22 @@ impl Worker {
                             }
                         },
                         Some(due) => {
-                            tokio::select! {
+                            let ticket = tokio::select! {
                                 t = self.shared.rx.recv_async() => match t {
-                                    Ok(t) => t,
+                                    Ok(t) => Some(t),
                                     Err(_) => {
                                         // Follow-ups of a closed run are not sent.
                                         tokio::time::sleep(CLOSED_SLEEP).await;
                                         return None;
                                     }
                                 },
-                                () = tokio::time::sleep_until(due.into()) => {
-                                    // The worker was idle until the step came due, so the
-                                    // time past `due` is this timer's lateness (tokio's
-                                    // timer wakes up to 1 ms late), not a wait the gateway
-                                    // caused: the flow's delay simply ran that much longer,
-                                    // and the step is timed from now. (A step that came due
-                                    // while the worker was busy is timed from `due`.)
-                                    let now = Instant::now();
-                                    if let Some(mut p) = self.take_due(now) {
-                                        p.due = now;
-                                        if let Some(r) = self.send_pending(p).await {
-                                            self.steps_done.push(r);
-                                        }
-                                    }
-                                    continue;
-                                }
+                                () = tokio::time::sleep_until(due.into()) => None,
+                            };
+                            self.idle_until(Instant::now());
+                            match ticket {
+                                Some(t) => t,
+                                // A step is due: send it first.
+                                None => continue,
                             }
                         }
                     }
@@ -332,6 +323,19 @@ impl Worker {
                     Vec::new(),
                 )
                 .await;
+        }
+    }
+
+    /// The user waited idle until `woke`: a step that came due meanwhile is timed from `woke`.
+    /// The time past its due time is the lateness of this user's wake-up (tokio's timer wakes
+    /// up to 1 ms late), not a wait the gateway caused; the flow's delay simply ran that much
+    /// longer. (A step that comes due while the user is busy sending keeps its due time, and
+    /// the wait counts against the gateway like a late ticket.)
+    fn idle_until(&mut self, woke: Instant) {
+        for p in &mut self.pending {
+            if p.due < woke {
+                p.due = woke;
+            }
         }
     }
 
