@@ -13,7 +13,7 @@ use std::time::Duration;
 use shadowgate_load::{LoadError, Scenario, Shard, run};
 use shadowgate_record::{Measure, Run, RunKind, merge};
 use shadowgate_sim::Profile;
-use util::{block_on, opts, scenario, sim, url};
+use util::{block_on, opts, run_scenario, scenario, sim, url};
 
 fn scenarios_dir() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scenarios")
@@ -474,12 +474,7 @@ body = '{"client_order_id":"{id}","symbol":"{symbol}"}'
 fn follow_up_steps_keep_the_mix_and_the_rate() {
     block_on(async {
         let sim = sim("profile = \"python\"\n[auth]\nenabled = false\n").await;
-        let tmp = tempfile::tempdir().unwrap();
-        let out = tmp.path().join("run");
-        let summary = run(opts(Some(url(&sim)), scenario(FLOW_MIX), &out))
-            .await
-            .unwrap();
-        let report = summary.render();
+        let (_tmp, summary, report) = run_scenario(&sim, FLOW_MIX).await;
         assert_eq!(summary.errors, 0, "{report}");
         assert_eq!(summary.flows.broken, 0, "{report}");
         // Each of the 4 users runs Goose's sequence of 4 transactions, so a user's share of
@@ -516,12 +511,7 @@ fn broken_flows_are_not_blamed_on_the_generator() {
         let sim = sim("profile = \"python\"\n[auth]\nenabled = false\n\
              [[faults]]\nkind = \"error\"\nroute = \"POST /api/order\"\nstatus = 503\n")
         .await;
-        let tmp = tempfile::tempdir().unwrap();
-        let out = tmp.path().join("run");
-        let summary = run(opts(Some(url(&sim)), scenario(FLOW_MIX), &out))
-            .await
-            .unwrap();
-        let report = summary.render();
+        let (_tmp, summary, report) = run_scenario(&sim, FLOW_MIX).await;
         let f = summary.flows;
         assert!(f.started > 150, "{report}");
         assert_eq!(f.broken, f.started, "{report}");

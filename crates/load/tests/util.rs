@@ -103,3 +103,18 @@ pub fn opts(target: Option<String>, scenario: Scenario, dir: &Path) -> LoadOptio
 pub fn url(sim: &TestSim) -> String {
     format!("http://{}", sim.local_addr())
 }
+
+/// Runs `scenario_text` against `sim` into a fresh temporary directory (kept alive by the
+/// returned guard), and returns the summary with its rendering.
+pub async fn run_scenario(
+    sim: &TestSim,
+    scenario_text: &str,
+) -> (tempfile::TempDir, shadowgate_load::LoadSummary, String) {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    let summary = shadowgate_load::run(opts(Some(url(sim)), scenario(scenario_text), &out))
+        .await
+        .unwrap();
+    let report = summary.render();
+    (tmp, summary, report)
+}
