@@ -138,9 +138,8 @@ pub(crate) async fn run(
         let sent = shared.live.sent.load(Ordering::Relaxed);
         let end = t0 + total;
         if now >= end {
-            // The schedule is over: the average over all of it (the
-            // workers flush their counts every LIVE_FLUSH, so a last short window would
-            // overstate).
+            // The schedule is over: the average over all of it (the workers flush their
+            // counts every 250 ms, so a last short window would overstate).
             rate = sent as f64 / total.as_secs_f64().max(1e-3);
         } else if let Some(&(from, before)) = readings.front()
             && let Some(r) = window_rate(sent.saturating_sub(before), from, now, t0, end)

@@ -504,32 +504,27 @@ impl Worker {
         }
         self.maybe_flush_live(read_at);
 
-        // The flow continues only after a successful answer.
+        // The flow continues only after a successful answer it can take its values from.
         if has_next {
-            match (&result, success) {
-                (Ok(answer), true) => match extract(&cs.step, answer.body.as_deref(), extracted) {
-                    Some(values) => self.pending.push(Pending {
-                        // The delay runs from when the answer arrived, not when it was read.
-                        due: done + ce.steps[step + 1].step.delay,
-                        entry,
-                        step: step + 1,
-                        seq,
-                        phase,
-                        extracted: values,
-                    }),
-                    None => {
-                        if measured {
-                            self.totals.flows_broken += 1;
-                            self.totals.steps_not_sent += (ce.steps.len() - step - 1) as u64;
-                        }
-                    }
-                },
-                _ => {
-                    if measured {
-                        self.totals.flows_broken += 1;
-                        self.totals.steps_not_sent += (ce.steps.len() - step - 1) as u64;
-                    }
+            let values = match (&result, success) {
+                (Ok(answer), true) => extract(&cs.step, answer.body.as_deref(), extracted),
+                _ => None,
+            };
+            match values {
+                Some(values) => self.pending.push(Pending {
+                    // The delay runs from when the answer arrived, not when it was read.
+                    due: done + ce.steps[step + 1].step.delay,
+                    entry,
+                    step: step + 1,
+                    seq,
+                    phase,
+                    extracted: values,
+                }),
+                None if measured => {
+                    self.totals.flows_broken += 1;
+                    self.totals.steps_not_sent += (ce.steps.len() - step - 1) as u64;
                 }
+                None => {}
             }
         } else if ce.steps.len() > 1 && measured {
             if success {
