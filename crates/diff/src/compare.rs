@@ -2331,6 +2331,31 @@ mod tests {
         use crate::testutil::arb_json;
         use proptest::prelude::*;
 
+        /// `v` with every object key `from` renamed `to`, or `None` when `v` already holds a
+        /// key `to` anywhere.
+        fn renamed_keys(v: &Value, from: &str, to: &str) -> Option<Value> {
+            Some(match v {
+                Value::Object(map) => {
+                    if map.contains_key(to) {
+                        return None;
+                    }
+                    let mut out = Map::new();
+                    for (k, child) in map {
+                        let k = if k == from { to } else { k.as_str() };
+                        out.insert(k.to_owned(), renamed_keys(child, from, to)?);
+                    }
+                    Value::Object(out)
+                }
+                Value::Array(items) => Value::Array(
+                    items
+                        .iter()
+                        .map(|c| renamed_keys(c, from, to))
+                        .collect::<Option<_>>()?,
+                ),
+                other => other.clone(),
+            })
+        }
+
         proptest! {
             #[test]
             fn compare_with_itself_finds_nothing(v in arb_json()) {
@@ -2338,9 +2363,16 @@ mod tests {
                 for r in [
                     RuleSet::default(),
                     rules(json!({"defaults": {"arrays": [{"path": "/**", "mode": "unordered"}]}})),
-                    rules(json!({"defaults": {"candidate": {"rename": {"zz": "yy"}}}})),
                 ] {
                     let out = run_on(&r, "GET", "/p", &text, &text);
+                    prop_assert!(out.differences.is_empty(), "{:?}", out.differences);
+                }
+                // The candidate calls `yy` `zz` and the rule renames it back. A document that
+                // already holds a `zz` cannot be matched that way (the primary's `zz` has no
+                // partner once the candidate's is renamed), so it is not a case of this property.
+                if let Some(candidate) = renamed_keys(&v, "yy", "zz") {
+                    let r = rules(json!({"defaults": {"candidate": {"rename": {"zz": "yy"}}}}));
+                    let out = run_on(&r, "GET", "/p", &text, &candidate.to_string());
                     prop_assert!(out.differences.is_empty(), "{:?}", out.differences);
                 }
             }
